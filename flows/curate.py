@@ -1,0 +1,249 @@
+"""The curation flow: files -> documents -> tokenizer -> token shards -> model -> report.
+
+Per-shard stages are mapped over shards as Prefect tasks; global steps (dedup clusters,
+tokenizer, split, training) run once. Every task passes paths, and every unit of work is
+cached by content (see ``flows.cache``), so a rerun resumes where a killed run stopped.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+from prefect import flow, unmapped
+from prefect.futures import wait
+from prefect.task_runners import ThreadPoolTaskRunner
+
+from flows import tasks
+from flows.cache import clean_staging, code_version
+from flows.progress import progress
+from flows.stages import STAGES, StageKind
+from pipeline.atomic import atomic_write
+from pipeline.ingest import InputFile, discover
+
+import pipeline
+
+
+def group_files(files: list[InputFile], shard_bytes: int, max_files: int) -> list[list[InputFile]]:
+    """Cut the sorted file list into shards of at most ``shard_bytes`` and ``max_files`` (one big file alone)."""
+    groups: list[list[InputFile]] = []
+    current: list[InputFile] = []
+    size = 0
+    for f in files:
+        if current and (size + f.size > shard_bytes or len(current) >= max_files):
+            groups.append(current)
+            current, size = [], 0
+        current.append(f)
+        size += f.size
+    if current:
+        groups.append(current)
+    return groups
+
+
+def _gather(futures: list, stage: str) -> list[dict[str, Any]]:
+    """Wait for mapped tasks, advancing the progress display as each finishes."""
+    pending = list(futures)
+    while pending:
+        done, not_done = wait(pending, timeout=0.5)
+        if done:
+            progress().advance(stage, len(done))
+        pending = list(not_done)
+    return [f.result() for f in futures]
+
+
+def _stage_summary(name: str, refs: list[dict[str, Any]], seconds: float, extra: dict | None = None) -> dict:
+    summary = {
+        "name": name,
+        "docs_in": sum(r.get("docs_in", 0) for r in refs),
+        "docs_out": sum(r.get("docs_out", 0) for r in refs),
+        "docs_rejected": sum(r.get("rejected", 0) for r in refs),
+        "seconds": round(seconds, 3),
+        "shards": len(refs),
+        "cached_shards": sum(bool(r.get("cached")) for r in refs),
+    }
+    if extra:
+        summary["stats"] = extra
+    progress().finish(name, summary)
+    return summary
+
+
+def _merge_stats(refs: list[dict[str, Any]]) -> dict[str, Any]:
+    """Sum per-shard numeric stats (nested dicts of counts) into one."""
+
+    def merge(a: dict, b: dict) -> dict:
+        out = dict(a)
+        for k, v in b.items():
+            if isinstance(v, dict):
+                out[k] = merge(out.get(k, {}), v)
+            elif isinstance(v, int | float) and not isinstance(v, bool):
+                out[k] = out.get(k, 0) + v
+        return out
+
+    merged: dict[str, Any] = {}
+    for r in refs:
+        merged = merge(merged, r.get("stats") or {})
+    return merged
+
+
+def _publish_parts(folder: Path, named_sources: dict[str, Path]) -> None:
+    """Make ``folder`` hold exactly ``named_sources`` (name -> cached file), each copied atomically."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, src in named_sources.items():
+        atomic_write(folder / name, lambda tmp, src=src: shutil.copyfile(src, tmp))
+    for stale in folder.iterdir():
+        if stale.name not in named_sources:
+            stale.unlink() if stale.is_file() else shutil.rmtree(stale)
+
+
+@flow(name="refinery-curate", task_runner=ThreadPoolTaskRunner(max_workers=max(2, os.cpu_count() or 2)),
+      validate_parameters=False)
+def curate(recipe: dict[str, Any], inputs: list[list[Any]], out: str, cache_dir: str | None = None) -> dict:
+    """Run ``recipe`` (as from ``Recipe.as_dict()``) over ``inputs`` ([source or None, path] pairs) into ``out``."""
+    out_dir = Path(out)
+    cache = Path(cache_dir) if cache_dir else out_dir / "cache"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    clean_staging(cache)
+    stages = recipe["stages"]
+    cache_s = str(cache)
+    manifest: dict[str, Any] = {
+        "refinery_version": pipeline.__version__,
+        "code_version": code_version(),
+        "recipe": recipe,
+        "stages": [],
+    }
+    summaries = manifest["stages"]
+
+    # --- ingest -----------------------------------------------------------------------------
+    ingest_params = stages[0]["params"]
+    start = time.perf_counter()
+    files, warnings = discover([(s, p) for s, p in inputs])
+    shard_mb, max_files = ingest_params.get("shard_mb", 32), ingest_params.get("max_files_per_shard", 2000)
+    groups = group_files(files, int(shard_mb * 1_000_000), max_files)
+    progress().start("ingest", len(groups))
+    futures = [tasks.ingest_shard.submit(i, [_file_dict(f) for f in g], ingest_params, cache_s)
+               for i, g in enumerate(groups)]
+    refs = _gather(futures, "ingest")
+    summaries.append(_stage_summary("ingest", refs, time.perf_counter() - start))
+    manifest["inputs"] = _input_fingerprints(inputs, refs)
+    manifest["discovery_warnings"] = warnings
+    rejected_parts = {f"ingest-{r['index']:05d}.parquet": Path(r["dir"]) / "rejected.parquet"
+                      for r in refs if r["rejected"]}
+
+    # --- document stages, in recipe order -----------------------------------------------------
+    extra_outputs: dict[str, Any] = {}
+    tok_ref = None
+    shard_refs: list[dict[str, Any]] = []
+    for spec in stages[1:]:
+        name, params, kind = spec["name"], spec["params"], STAGES[spec["name"]].kind
+        start = time.perf_counter()
+        if kind == StageKind.DOCS:
+            progress().start(name, len(refs))
+            refs = _gather(tasks.doc_stage.map(name, list(range(len(refs))), unmapped(params), refs,
+                                               unmapped(cache_s)), name)
+            summaries.append(_stage_summary(name, refs, time.perf_counter() - start, _merge_stats(refs)))
+        elif kind == StageKind.DEDUP:
+            progress().start(name, 2 * len(refs) + 1)
+            sig_refs = _gather(tasks.dedup_signatures.map(list(range(len(refs))), unmapped(params), refs,
+                                                          unmapped(cache_s)), name)
+            clusters = tasks.dedup_clusters(params, sig_refs, cache_s)
+            progress().advance(name)
+            refs = _gather(tasks.dedup_apply.map(list(range(len(refs))), refs, unmapped(clusters),
+                                                 unmapped(cache_s)), name)
+            summaries.append(_stage_summary(name, refs, time.perf_counter() - start, clusters.get("stats")))
+        elif kind == StageKind.TOKENIZER:
+            progress().start(name, 1)
+            tok_ref = tasks.train_tokenizer_task(params, refs, cache_s)
+            tasks.copy_tree(Path(tok_ref["dir"]), out_dir / "tokenizer")
+            summaries.append(_stage_summary(name, [tok_ref], time.perf_counter() - start, tok_ref["stats"]))
+        elif kind == StageKind.SHARDS:
+            assert tok_ref is not None, "recipe validation puts a tokenizer before shards"
+            progress().start(name, len(refs) + 1)
+            split_ref = tasks.split_task(params, refs, cache_s)
+            progress().advance(name)
+            shard_refs = _gather(tasks.tokenize_task.map(list(range(len(refs))), unmapped(params), refs,
+                                                         unmapped(tok_ref), unmapped(split_ref),
+                                                         unmapped(cache_s)), name)
+            extra_outputs["shards"] = _publish_shards(out_dir / "shards", shard_refs, tok_ref)
+            summaries.append(_stage_summary(name, shard_refs, time.perf_counter() - start,
+                                            extra_outputs["shards"]["splits"]))
+        elif kind == StageKind.TRAIN:
+            progress().start(name, 1)
+            train_ref = tasks.train_task(params, str(out_dir / "shards"), [r["key"] for r in shard_refs], cache_s)
+            tasks.copy_tree(Path(train_ref["dir"]), out_dir / "model")
+            docs = sum(r["docs_out"] for r in shard_refs)
+            train_ref.update(docs_in=docs, docs_out=docs, rejected=0)
+            summaries.append(_stage_summary(name, [train_ref], time.perf_counter() - start, train_ref["stats"]))
+        if kind in (StageKind.DOCS, StageKind.DEDUP):
+            rejected_parts.update({f"{name}-{r['index']:05d}.parquet": Path(r["dir"]) / "rejected.parquet"
+                                   for r in refs if r["rejected"]})
+
+    # --- outputs ------------------------------------------------------------------------------
+    _publish_parts(out_dir / "documents", {f"part-{r['index']:05d}.parquet": Path(r["dir"]) / "docs.parquet"
+                                           for r in refs})
+    _publish_parts(out_dir / "rejected", rejected_parts)
+    manifest["outputs"] = {"documents": sum(r["docs_out"] for r in refs),
+                           "rejected": sum(s["docs_rejected"] for s in summaries), **extra_outputs}
+    manifest["warnings"] = len(warnings) + summaries[0]["docs_rejected"]
+    manifest["status"] = "complete"
+    tasks.write_json(out_dir / "manifest.json", manifest)
+
+    report_spec = next((s for s in stages if s["name"] == "report"), None)
+    if report_spec is not None:
+        from pipeline.report import write_report
+
+        start = time.perf_counter()
+        progress().start("report", 1)
+        docs = manifest["outputs"]["documents"]
+        write_report(out_dir, manifest, STAGES["report"].config_cls()(**report_spec["params"]))
+        summaries.append(_stage_summary("report", [{"docs_in": docs, "docs_out": docs}], time.perf_counter() - start))
+        tasks.write_json(out_dir / "manifest.json", manifest)
+    return manifest
+
+
+def _file_dict(f: InputFile) -> dict[str, Any]:
+    return {"path": str(f.path), "display": f.display, "fmt": f.fmt, "source": f.source, "size": f.size}
+
+
+def _input_fingerprints(inputs: list[list[Any]], refs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    import xxhash
+
+    files = sorted((f for r in refs for f in (r.get("stats") or {}).get("files", [])), key=lambda f: f["path"])
+    combined = xxhash.xxh3_128()
+    for f in files:
+        combined.update(f"{f['path']}\0{f['xxh3']}\n".encode())
+    return [{"inputs": [f"{s}={p}" if s else p for s, p in inputs], "files": len(files),
+             "bytes": sum(f["bytes"] for f in files), "fingerprint": combined.hexdigest(), "per_file": files}]
+
+
+def _publish_shards(folder: Path, shard_refs: list[dict[str, Any]], tok_ref: dict[str, Any]) -> dict[str, Any]:
+    import xxhash
+
+    parts = {}
+    for r in shard_refs:
+        for split in ("train", "val"):
+            if r["stats"][split]["docs"]:
+                parts[f"{split}-{r['index']:05d}.parquet"] = Path(r["dir"]) / f"{split}.parquet"
+    names = dict(sorted(parts.items()))
+    _publish_parts(folder, names)
+    splits: dict[str, Any] = {}
+    for split in ("train", "val"):
+        by_source: dict[str, int] = {}
+        for r in shard_refs:
+            for s, n in r["stats"][split]["by_source"].items():
+                by_source[s] = by_source.get(s, 0) + n
+        splits[split] = {"docs": sum(r["stats"][split]["docs"] for r in shard_refs),
+                         "tokens": sum(r["stats"][split]["tokens"] for r in shard_refs),
+                         "by_source": dict(sorted(by_source.items()))}
+    tok = tok_ref["stats"]
+    shard_manifest = {
+        "tokenizer": "../tokenizer/tokenizer.model",
+        "tokenizer_fingerprint": tok["fingerprint"],
+        "vocab_size": tok["vocab_size"], "bos_id": tok["bos_id"], "eos_id": tok["eos_id"], "pad_id": tok["pad_id"],
+        "splits": splits,
+        "files": {n: xxhash.xxh3_128_hexdigest((folder / n).read_bytes()) for n in names},
+    }
+    tasks.write_json(folder / "manifest.json", shard_manifest)
+    return shard_manifest

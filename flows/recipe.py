@@ -1,0 +1,173 @@
+"""Recipes: an ordered list of stages with their parameters, validated by pydantic.
+
+A recipe file looks like::
+
+    name: default
+    seed: 0
+    stages:
+      - ingest: {}
+      - langid: {keep: [en]}
+      - filter
+      - dedup: {threshold: 0.8}
+
+Each stage is a bare name or a one-key mapping from the name to its parameters. Unknown
+stages and unknown keys are errors that name the offender.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
+
+from flows.stages import STAGES, StageKind
+
+RECIPE_DIR = Path(__file__).parent / "recipes"
+
+
+class RecipeError(ValueError):
+    """A recipe that cannot be run, with a message meant for the user."""
+
+
+class StageSpec(BaseModel):
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+
+    name: str
+    config: BaseModel
+    implicit: bool = False  # added because a later stage needs it, not written in the recipe
+
+    @property
+    def kind(self) -> StageKind:
+        return STAGES[self.name].kind
+
+
+class Recipe(BaseModel):
+    model_config = ConfigDict(extra="forbid", arbitrary_types_allowed=True)
+
+    name: str = "custom"
+    description: str = ""
+    seed: int | None = None  # when set, every stage with a `seed` parameter not given explicitly uses it
+    stages: list[StageSpec]
+
+    @model_validator(mode="before")
+    @classmethod
+    def _parse_stages(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            raise ValueError("a recipe must be a mapping with a `stages` list")
+        raw = data.get("stages")
+        if not isinstance(raw, list) or not raw:
+            raise ValueError("`stages` must be a non-empty list")
+        data = dict(data)
+        data["stages"] = [_parse_stage(item, i) for i, item in enumerate(raw)]
+        return data
+
+    def stage(self, name: str) -> StageSpec | None:
+        return next((s for s in self.stages if s.name == name), None)
+
+    def as_dict(self) -> dict[str, Any]:
+        """The recipe as run: every parameter, defaults included (for the manifest)."""
+        return {
+            "name": self.name,
+            "description": self.description,
+            "seed": self.seed,
+            "stages": [
+                {"name": s.name, "implicit": s.implicit, "params": s.config.model_dump(mode="json")}
+                for s in self.stages
+            ],
+        }
+
+
+def _parse_stage(item: Any, index: int) -> StageSpec:
+    if isinstance(item, str):
+        name, params = item, {}
+    elif isinstance(item, dict) and len(item) == 1:
+        name, params = next(iter(item.items()))
+        params = params or {}
+    else:
+        raise ValueError(f"stage #{index + 1} must be a stage name or a one-key mapping, got {item!r}")
+    if name not in STAGES:
+        raise ValueError(f"unknown stage {name!r} (known stages: {', '.join(STAGES)})")
+    if not isinstance(params, dict):
+        raise ValueError(f"parameters of stage {name!r} must be a mapping")
+    try:
+        config = STAGES[name].config_cls()(**params)
+    except ValidationError as err:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or name}: {e['msg']}" for e in err.errors())
+        raise ValueError(f"stage {name!r}: {problems}") from None
+    return StageSpec(name=name, config=config)
+
+
+def _check_order(recipe: Recipe) -> None:
+    names = [s.name for s in recipe.stages]
+    if names[0] != "ingest":
+        raise RecipeError("the first stage of a recipe must be `ingest`")
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes:
+        raise RecipeError(f"stage(s) listed twice: {', '.join(dupes)}")
+    ranks = [STAGES[n].rank for n in names]
+    for (a, ra), (b, rb) in zip(zip(names, ranks, strict=True), zip(names[1:], ranks[1:], strict=True), strict=True):
+        if rb < ra:
+            raise RecipeError(f"stage `{b}` cannot come after `{a}`")
+
+
+def _add_prerequisites(recipe: Recipe) -> None:
+    """`shards` needs a tokenizer, `train` needs shards: add them with defaults when missing."""
+    for name in ("train", "shards"):
+        if recipe.stage(name) is None:
+            continue
+        for need in STAGES[name].needs:
+            if recipe.stage(need) is None:
+                recipe.stages.append(StageSpec(name=need, config=STAGES[need].config_cls()(), implicit=True))
+    recipe.stages.sort(key=lambda s: STAGES[s.name].rank)
+
+
+def _apply_seed(recipe: Recipe) -> None:
+    if recipe.seed is None:
+        return
+    for spec in recipe.stages:
+        if "seed" in type(spec.config).model_fields and "seed" not in spec.config.model_fields_set:
+            spec.config = spec.config.model_copy(update={"seed": recipe.seed})
+
+
+def parse_recipe(data: Any, seed: int | None = None) -> Recipe:
+    try:
+        recipe = Recipe.model_validate(data)
+    except ValidationError as err:
+        msgs = "; ".join(
+            f"{'.'.join(map(str, e['loc'])) or 'recipe'}: {e['msg'].removeprefix('Value error, ')}"
+            for e in err.errors()
+        )
+        raise RecipeError(f"invalid recipe: {msgs}") from None
+    if seed is not None:
+        recipe.seed = seed
+    _check_order(recipe)
+    _add_prerequisites(recipe)
+    _apply_seed(recipe)
+    return recipe
+
+
+def builtin_recipes() -> list[str]:
+    return sorted(p.stem for p in RECIPE_DIR.glob("*.yaml"))
+
+
+def load_recipe(name_or_path: str, seed: int | None = None) -> Recipe:
+    """Load a built-in recipe by name, or a YAML file by path."""
+    path = Path(name_or_path)
+    if not path.is_file():
+        builtin = RECIPE_DIR / f"{name_or_path}.yaml"
+        if not builtin.is_file():
+            raise RecipeError(
+                f"recipe {name_or_path!r} is neither a file nor a built-in recipe "
+                f"(built-in: {', '.join(builtin_recipes())})"
+            )
+        path = builtin
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as err:
+        raise RecipeError(f"{path}: not valid YAML: {err}") from None
+    recipe = parse_recipe(data, seed=seed)
+    if recipe.name == "custom" and isinstance(data, dict) and "name" not in data:
+        recipe.name = path.stem
+    return recipe

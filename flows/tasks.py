@@ -1,0 +1,239 @@
+"""Prefect tasks: each runs one unit of work over paths and returns a small reference dict.
+
+A reference (``ref``) is ``{"step", "key", "dir", "index", "docs_in", "docs_out", "rejected",
+"seconds", "stats", "cached"}``; large data never travels through Prefect, only these.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+from prefect import task
+from prefect.cache_policies import NO_CACHE
+
+from flows.cache import WorkUnit, file_fingerprint, make_key
+from flows.stages import STAGES
+from pipeline.schema import REJECTED_SCHEMA, empty_rejected
+
+TASK_OPTS: dict[str, Any] = {"cache_policy": NO_CACHE, "persist_result": False}
+
+
+def _ref(unit: WorkUnit, index: int, cached: bool) -> dict[str, Any]:
+    info = unit.info()
+    return {"step": unit.step, "key": unit.key, "dir": str(unit.dir), "index": index, "cached": cached, **info}
+
+
+def _config(stage: str, params: dict[str, Any]):
+    return STAGES[stage].config_cls()(**params)
+
+
+def _write_result(unit: WorkUnit, index: int, kept: pl.DataFrame, rejected: pl.DataFrame, docs_in: int,
+                  seconds: float, stats: dict[str, Any]) -> dict[str, Any]:
+    if kept.height + rejected.height != docs_in:
+        raise RuntimeError(
+            f"{unit.step}: accounting broken on shard {index}: {docs_in} in, "
+            f"{kept.height} kept + {rejected.height} rejected"
+        )
+    staging = unit.staging()
+    kept.write_parquet(staging / "docs.parquet", compression="zstd")
+    rejected.select(list(REJECTED_SCHEMA)).write_parquet(staging / "rejected.parquet", compression="zstd")
+    info = {"docs_in": docs_in, "docs_out": kept.height, "rejected": rejected.height,
+            "seconds": round(seconds, 3), "stats": stats}
+    unit.commit(staging, info)
+    return _ref(unit, index, cached=False)
+
+
+@task(name="ingest", task_run_name="ingest-{index}", **TASK_OPTS)
+def ingest_shard(index: int, files: list[dict[str, Any]], params: dict[str, Any], cache_dir: str) -> dict[str, Any]:
+    from pipeline.ingest import InputFile, read_file
+
+    fingerprints = [file_fingerprint(Path(f["path"])) if Path(f["path"]).is_file() else None for f in files]
+    key = make_key("ingest", params, [(f["display"], f["fmt"], f["source"], fp)
+                                      for f, fp in zip(files, fingerprints, strict=True)])
+    unit = WorkUnit(Path(cache_dir), "ingest", key)
+    if unit.done:
+        return _ref(unit, index, cached=True)
+    cfg = _config("ingest", params)
+    start = time.perf_counter()
+    docs, rejected = [], []
+    for f in files:
+        d, r = read_file(InputFile(**{**f, "path": Path(f["path"])}), cfg)
+        docs.append(d)
+        rejected.append(r)
+    kept = pl.concat(docs, how="vertical") if docs else pl.DataFrame()
+    rej = pl.concat(rejected, how="vertical") if rejected else empty_rejected()
+    stats = {"files": [{"path": f["display"], "bytes": f["size"], "xxh3": fp}
+                       for f, fp in zip(files, fingerprints, strict=True)]}
+    return _write_result(unit, index, kept, rej, kept.height + rej.height, time.perf_counter() - start, stats)
+
+
+@task(name="docs-stage", task_run_name="{stage}-{index}", **TASK_OPTS)
+def doc_stage(stage: str, index: int, params: dict[str, Any], in_ref: dict[str, Any], cache_dir: str) -> dict:
+    unit = WorkUnit(Path(cache_dir), stage, make_key(stage, params, in_ref["key"]))
+    if unit.done:
+        return _ref(unit, index, cached=True)
+    df = pl.read_parquet(Path(in_ref["dir"]) / "docs.parquet")
+    start = time.perf_counter()
+    result = STAGES[stage].func()(df, _config(stage, params))
+    return _write_result(unit, index, result.kept, result.rejected, df.height,
+                         time.perf_counter() - start, result.stats)
+
+
+@task(name="dedup-signatures", task_run_name="dedup-signatures-{index}", **TASK_OPTS)
+def dedup_signatures(index: int, params: dict[str, Any], in_ref: dict[str, Any], cache_dir: str) -> dict:
+    from pipeline.dedup import signatures
+
+    unit = WorkUnit(Path(cache_dir), "dedup-signatures", make_key("dedup-signatures", params, in_ref["key"]))
+    if unit.done:
+        return _ref(unit, index, cached=True)
+    df = pl.read_parquet(Path(in_ref["dir"]) / "docs.parquet")
+    start = time.perf_counter()
+    sigs = signatures(df, _config("dedup", params))
+    staging = unit.staging()
+    sigs.write_parquet(staging / "signatures.parquet")
+    unit.commit(staging, {"docs_in": df.height, "seconds": round(time.perf_counter() - start, 3)})
+    return _ref(unit, index, cached=False)
+
+
+@task(name="dedup-clusters", **TASK_OPTS)
+def dedup_clusters(params: dict[str, Any], sig_refs: list[dict[str, Any]], cache_dir: str) -> dict:
+    from pipeline.dedup import find_duplicates
+
+    unit = WorkUnit(Path(cache_dir), "dedup-clusters", make_key("dedup-clusters", params, [r["key"] for r in sig_refs]))
+    if unit.done:
+        return _ref(unit, -1, cached=True)
+    start = time.perf_counter()
+    sigs = pl.concat([pl.read_parquet(Path(r["dir"]) / "signatures.parquet") for r in sig_refs], how="vertical")
+    removed = find_duplicates(sigs, _config("dedup", params))
+    staging = unit.staging()
+    removed.write_parquet(staging / "removed.parquet")
+    stats = _cluster_stats(removed)
+    unit.commit(staging, {"docs_in": sigs.height, "seconds": round(time.perf_counter() - start, 3), "stats": stats})
+    return _ref(unit, -1, cached=False)
+
+
+def _cluster_stats(removed: pl.DataFrame) -> dict[str, Any]:
+    if removed.is_empty():
+        return {"clusters": 0, "removed_by_reason": {}, "largest_clusters": []}
+    clusters = removed.group_by("cluster_id").agg(pl.first("cluster_size")).sort(["cluster_size", "cluster_id"],
+                                                                                   descending=[True, False])
+    reasons = removed.group_by("reason").len().sort("reason")
+    return {
+        "clusters": clusters.height,
+        "removed_by_reason": dict(reasons.iter_rows()),
+        "largest_clusters": [{"keeper": k, "size": int(s)} for k, s in clusters.head(10).iter_rows()],
+    }
+
+
+@task(name="dedup-apply", task_run_name="dedup-{index}", **TASK_OPTS)
+def dedup_apply(index: int, in_ref: dict[str, Any], clusters_ref: dict[str, Any], cache_dir: str) -> dict:
+    from pipeline.dedup import apply_duplicates
+
+    unit = WorkUnit(Path(cache_dir), "dedup", make_key("dedup", in_ref["key"], clusters_ref["key"]))
+    if unit.done:
+        return _ref(unit, index, cached=True)
+    df = pl.read_parquet(Path(in_ref["dir"]) / "docs.parquet")
+    removed = pl.read_parquet(Path(clusters_ref["dir"]) / "removed.parquet")
+    start = time.perf_counter()
+    result = apply_duplicates(df, removed)
+    return _write_result(unit, index, result.kept, result.rejected, df.height,
+                         time.perf_counter() - start, result.stats)
+
+
+@task(name="tokenizer", **TASK_OPTS)
+def train_tokenizer_task(params: dict[str, Any], doc_refs: list[dict[str, Any]], cache_dir: str) -> dict:
+    from pipeline.tokenizer import train_tokenizer
+
+    unit = WorkUnit(Path(cache_dir), "tokenizer", make_key("tokenizer", params, [r["key"] for r in doc_refs]))
+    if unit.done:
+        return _ref(unit, -1, cached=True)
+    start = time.perf_counter()
+    staging = unit.staging()
+    paths = [Path(r["dir"]) / "docs.parquet" for r in doc_refs]
+    info = train_tokenizer(paths, staging, _config("tokenizer", params))
+    docs = sum(r["docs_out"] for r in doc_refs)
+    unit.commit(staging, {"docs_in": docs, "docs_out": docs, "rejected": 0,
+                          "seconds": round(time.perf_counter() - start, 3), "stats": info})
+    return _ref(unit, -1, cached=False)
+
+
+@task(name="split", **TASK_OPTS)
+def split_task(params: dict[str, Any], doc_refs: list[dict[str, Any]], cache_dir: str) -> dict:
+    from pipeline.shards import assign_split
+
+    unit = WorkUnit(Path(cache_dir), "split", make_key("split", params, [r["key"] for r in doc_refs]))
+    if unit.done:
+        return _ref(unit, -1, cached=True)
+    docs = pl.concat([pl.read_parquet(Path(r["dir"]) / "docs.parquet", columns=["id", "source"]) for r in doc_refs])
+    split = assign_split(docs, _config("shards", params))
+    staging = unit.staging()
+    split.write_parquet(staging / "split.parquet")
+    unit.commit(staging, {"docs_in": docs.height})
+    return _ref(unit, -1, cached=False)
+
+
+@task(name="tokenize", task_run_name="tokenize-{index}", **TASK_OPTS)
+def tokenize_task(index: int, params: dict[str, Any], in_ref: dict[str, Any], tok_ref: dict[str, Any],
+                  split_ref: dict[str, Any], cache_dir: str) -> dict:
+    from pipeline.shards import tokenize_docs
+
+    key = make_key("tokenize", params, in_ref["key"], tok_ref["key"], split_ref["key"])
+    unit = WorkUnit(Path(cache_dir), "tokenize", key)
+    if unit.done:
+        return _ref(unit, index, cached=True)
+    start = time.perf_counter()
+    docs = pl.read_parquet(Path(in_ref["dir"]) / "docs.parquet").drop("meta", "path", strict=False)
+    split = pl.read_parquet(Path(split_ref["dir"]) / "split.parquet")
+    docs = docs.join(split, on="id", how="left", maintain_order="left")
+    tokens = tokenize_docs(docs.drop("split"), Path(tok_ref["dir"]), _config("shards", params))
+    tokens = tokens.with_columns(docs["split"])
+    staging = unit.staging()
+    counts: dict[str, Any] = {}
+    for name in ("train", "val"):
+        part = tokens.filter(pl.col("split") == name).drop("split")
+        part.write_parquet(staging / f"{name}.parquet", compression="zstd")
+        counts[name] = {"docs": part.height, "tokens": int(part["n_tokens"].sum())}
+        counts[name]["by_source"] = {s: int(n) for s, n in part.group_by("source").agg(pl.col("n_tokens").sum())
+                                     .sort("source").iter_rows()}
+    unit.commit(staging, {"docs_in": docs.height, "docs_out": docs.height, "rejected": 0,
+                          "seconds": round(time.perf_counter() - start, 3), "stats": counts})
+    return _ref(unit, index, cached=False)
+
+
+@task(name="train", **TASK_OPTS)
+def train_task(params: dict[str, Any], shards_dir: str, shard_keys: list[str], cache_dir: str) -> dict:
+    from model.train import train
+
+    unit = WorkUnit(Path(cache_dir), "train", make_key("train", params, shard_keys))
+    if unit.done:
+        return _ref(unit, -1, cached=True)
+    start = time.perf_counter()
+    staging = unit.staging()
+    metrics = train(Path(shards_dir), staging, _config("train", params))
+    summary = {k: metrics.get(k) for k in ("params", "final_val_loss", "final_val_per_source", "tokens_seen")}
+    unit.commit(staging, {"seconds": round(time.perf_counter() - start, 3), "stats": summary})
+    return _ref(unit, -1, cached=False)
+
+
+def copy_tree(src: Path, dst: Path) -> None:
+    """Replace ``dst`` with a copy of ``src`` (without the cache's done marker), atomically per folder."""
+    tmp = dst.with_name(f".{dst.name}.tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    shutil.copytree(src, tmp, ignore=shutil.ignore_patterns("done.json"))
+    old = dst.with_name(f".{dst.name}.old")
+    shutil.rmtree(old, ignore_errors=True)
+    if dst.exists():
+        dst.rename(old)
+    tmp.rename(dst)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def write_json(path: Path, data: Any) -> None:
+    from pipeline.atomic import atomic_write_bytes
+
+    atomic_write_bytes(path, json.dumps(data, indent=2, sort_keys=True).encode())

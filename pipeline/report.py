@@ -1,0 +1,236 @@
+"""The run report: Markdown and self-contained HTML with the figures a reviewer of a run asks for."""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+from pydantic import BaseModel, ConfigDict
+
+from pipeline.atomic import atomic_write, atomic_write_bytes
+
+
+class ReportConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    top_reasons: int = 25  # drop reasons listed
+    duplicate_examples: int = 5  # removed/kept pairs shown
+    snippet_chars: int = 160
+
+
+class Section:
+    """One report section, rendered to both Markdown and HTML from the same rows."""
+
+    def __init__(self, title: str):
+        self.title = title
+        self.md: list[str] = [f"## {title}", ""]
+        self.html: list[str] = [f"<h2>{html.escape(title)}</h2>"]
+
+    def text(self, line: str) -> None:
+        self.md += [line, ""]
+        self.html.append(f"<p>{html.escape(line)}</p>")
+
+    def table(self, headers: list[str], rows: list[list[Any]]) -> None:
+        def cell(v: Any) -> str:
+            if isinstance(v, float):
+                return f"{v:,.4g}"
+            return f"{v:,}" if isinstance(v, int) else str(v)
+
+        self.md.append("| " + " | ".join(headers) + " |")
+        self.md.append("|" + "|".join("---" for _ in headers) + "|")
+        for row in rows:
+            self.md.append("| " + " | ".join(cell(v).replace("|", "\\|").replace("\n", " ") for v in row) + " |")
+        self.md.append("")
+        head = "".join(f"<th>{html.escape(h)}</th>" for h in headers)
+        body = "".join("<tr>" + "".join(f"<td>{html.escape(cell(v))}</td>" for v in row) + "</tr>" for row in rows)
+        self.html.append(f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>")
+
+    def image(self, path: Path, alt: str) -> None:
+        self.md += [f"![{alt}]({path.name})", ""]
+        data = base64.b64encode(path.read_bytes()).decode()
+        self.html.append(f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{data}">')
+
+
+def _read_all(folder: Path, columns: list[str] | None = None) -> pl.DataFrame | None:
+    files = sorted(folder.glob("*.parquet")) if folder.is_dir() else []
+    if not files:
+        return None
+    return pl.concat([pl.read_parquet(f, columns=columns) for f in files], how="vertical_relaxed")
+
+
+def _stage_section(manifest: dict[str, Any]) -> Section:
+    sec = Section("Documents per stage")
+    rows = [[s["name"], s.get("docs_in", 0), s.get("docs_out", 0), s.get("docs_rejected", 0), s.get("seconds", 0.0),
+             f"{s.get('cached_shards', 0)}/{s.get('shards', 0)}"] for s in manifest["stages"]]
+    sec.table(["stage", "docs in", "docs out", "rejected", "seconds", "cached shards"], rows)
+    return sec
+
+
+def _source_section(run_dir: Path, rejected: pl.DataFrame | None, docs: pl.DataFrame | None,
+                    stage_names: list[str]) -> Section:
+    """Documents and characters left after each stage, per source (kept + rejected at later stages)."""
+    sec = Section("Documents and characters per source after each stage")
+    kept = docs.select("source", pl.col("text").str.len_chars().alias("chars")) if docs is not None else None
+    rej = (rejected.select("source", "stage", pl.col("text").str.len_chars().fill_null(0).alias("chars"))
+           if rejected is not None else pl.DataFrame(schema={"source": pl.String, "stage": pl.String, "chars": pl.UInt32}))
+    sources = sorted(set((kept["source"].to_list() if kept is not None else []) + rej["source"].to_list()))
+    rows = []
+    for src in sources:
+        k = kept.filter(pl.col("source") == src) if kept is not None else None
+        final_docs = k.height if k is not None else 0
+        final_chars = int(k["chars"].sum()) if k is not None else 0
+        r = rej.filter(pl.col("source") == src)
+        row = [src]
+        for i, stage in enumerate(stage_names):
+            later = r.filter(pl.col("stage").is_in(stage_names[i + 1 :]))
+            row.append(f"{final_docs + later.height:,} / {(final_chars + int(later['chars'].sum())) / 1e6:.2f} MB")
+        rows.append(row)
+    sec.text("Each cell: documents / millions of characters remaining after the stage.")
+    sec.table(["source", *stage_names], rows)
+    return sec
+
+
+def _reasons_section(rejected: pl.DataFrame | None, cfg: ReportConfig) -> Section:
+    sec = Section("Drop reasons")
+    if rejected is None:
+        sec.text("Nothing was dropped.")
+        return sec
+    counts = rejected.group_by("stage", "reason", "source").len().sort(["len", "stage", "reason", "source"],
+                                                                       descending=[True, False, False, False])
+    sec.table(["stage", "reason", "source", "documents"], [list(r) for r in counts.head(cfg.top_reasons).iter_rows()])
+    return sec
+
+
+def _dedup_section(manifest: dict[str, Any], rejected: pl.DataFrame | None, docs: pl.DataFrame | None,
+                   cfg: ReportConfig) -> Section | None:
+    stage = next((s for s in manifest["stages"] if s["name"] == "dedup"), None)
+    if stage is None:
+        return None
+    sec = Section("Duplicate clusters")
+    stats = stage.get("stats") or {}
+    sec.text(f"{stats.get('clusters', 0)} clusters; removed by reason: {json.dumps(stats.get('removed_by_reason', {}))}")
+    if stats.get("largest_clusters"):
+        sec.table(["kept document", "cluster size"], [[c["keeper"], c["size"]] for c in stats["largest_clusters"]])
+    if rejected is not None and docs is not None:
+        dups = rejected.filter(pl.col("stage") == "dedup").sort("id").head(cfg.duplicate_examples)
+        kept_text = dict(docs.filter(pl.col("id").is_in(dups["duplicate_of"].to_list())).select("id", "text").iter_rows())
+        rows = [[r["id"], r["reason"], r["duplicate_of"], _snip(r["text"], cfg), _snip(kept_text.get(r["duplicate_of"]), cfg)]
+                for r in dups.iter_rows(named=True)]
+        if rows:
+            sec.table(["removed", "reason", "kept", "removed text", "kept text"], rows)
+    return sec
+
+
+def _snip(text: str | None, cfg: ReportConfig) -> str:
+    if text is None:
+        return "(kept copy removed by a later stage)"
+    return " ".join(text.split())[: cfg.snippet_chars]
+
+
+def _pii_section(manifest: dict[str, Any]) -> Section | None:
+    stage = next((s for s in manifest["stages"] if s["name"] == "pii"), None)
+    if stage is None:
+        return None
+    sec = Section("PII replaced")
+    stats = stage.get("stats") or {}
+    sec.table(["entity type", "replacements"], sorted((stats.get("counts") or {}).items()))
+    by_source = stats.get("by_source") or {}
+    if by_source:
+        sec.table(["source", "entity type", "replacements"],
+                  [[s, t, n] for s, types in sorted(by_source.items()) for t, n in sorted(types.items())])
+    sec.text(f"Documents with at least one replacement: {stats.get('docs_with_pii', 0)}")
+    return sec
+
+
+def _tokens_section(manifest: dict[str, Any]) -> Section | None:
+    shards = (manifest.get("outputs") or {}).get("shards")
+    if not shards:
+        return None
+    sec = Section("Tokens")
+    rows = []
+    for split, info in shards["splits"].items():
+        for src, n in info["by_source"].items():
+            rows.append([split, src, n])
+        rows.append([split, "all", info["tokens"]])
+    sec.text(f"Tokenizer vocabulary: {shards['vocab_size']} (fingerprint {shards['tokenizer_fingerprint']}).")
+    sec.table(["split", "source", "tokens"], rows)
+    return sec
+
+
+def _training_section(run_dir: Path, report_dir: Path) -> Section | None:
+    metrics_path = run_dir / "model" / "metrics.json"
+    if not metrics_path.is_file():
+        return None
+    metrics = json.loads(metrics_path.read_text())
+    sec = Section("Training")
+    sec.text(f"Parameters: {metrics.get('params', 0):,}; tokens seen: {metrics.get('tokens_seen', 0):,}; "
+             f"final validation loss: {metrics.get('final_val_loss', float('nan')):.4f}.")
+    per_source = metrics.get("final_val_per_source") or {}
+    sec.table(["source", "validation loss"], sorted(per_source.items()))
+    png = report_dir / "loss_curve.png"
+    plot_loss(metrics, png)
+    sec.image(png, "training and validation loss")
+    return sec
+
+
+def plot_loss(metrics: dict[str, Any], png: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4), dpi=100)
+    train = metrics.get("train") or []
+    ax.plot([r["step"] for r in train], [r["loss"] for r in train], label="train", linewidth=1)
+    val = metrics.get("val") or []
+    ax.plot([r["step"] for r in val], [r["loss"] for r in val], "o-", label="validation (all)")
+    sources = sorted({s for r in val for s in (r.get("per_source") or {})})
+    for src in sources:
+        pts = [(r["step"], r["per_source"][src]) for r in val if src in (r.get("per_source") or {})]
+        ax.plot([p[0] for p in pts], [p[1] for p in pts], "--", label=f"validation ({src})", linewidth=1)
+    ax.set_xlabel("step")
+    ax.set_ylabel("loss (nats/token)")
+    ax.legend()
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    atomic_write(png, lambda tmp: fig.savefig(tmp, format="png"))
+    plt.close(fig)
+
+
+_CSS = ("body{font-family:sans-serif;max-width:70em;margin:2em auto;padding:0 1em}"
+        "table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:.25em .5em;"
+        "text-align:left;font-size:.9em}th{background:#f3f3f3}img{max-width:100%}")
+
+
+def write_report(run_dir: Path, manifest: dict[str, Any], cfg: ReportConfig) -> Path:
+    """Write ``report/report.md``, ``report/index.html`` (images embedded) and ``report/loss_curve.png``."""
+    report_dir = run_dir / "report"
+    report_dir.mkdir(parents=True, exist_ok=True)
+    rejected = _read_all(run_dir / "rejected")
+    docs = _read_all(run_dir / "documents", columns=["id", "source", "text"])
+    doc_stages = [s["name"] for s in manifest["stages"] if s["name"] not in ("tokenizer", "shards", "train", "report")]
+    sections = [
+        _stage_section(manifest),
+        _source_section(run_dir, rejected, docs, doc_stages),
+        _reasons_section(rejected, cfg),
+        _dedup_section(manifest, rejected, docs, cfg),
+        _pii_section(manifest),
+        _tokens_section(manifest),
+        _training_section(run_dir, report_dir),
+    ]
+    sections = [s for s in sections if s is not None]
+    recipe = manifest["recipe"]
+    title = f"Refinery run report: recipe `{recipe['name']}`"
+    intro = f"Code version {manifest['code_version']}; {manifest['outputs']['documents']:,} documents kept."
+    md = [f"# {title}", "", intro, ""] + [line for s in sections for line in s.md]
+    atomic_write_bytes(report_dir / "report.md", "\n".join(md).encode())
+    body = "".join("".join(s.html) for s in sections)
+    page = (f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
+            f"<style>{_CSS}</style></head><body><h1>{html.escape(title)}</h1><p>{html.escape(intro)}</p>"
+            f"{body}</body></html>")
+    atomic_write_bytes(report_dir / "index.html", page.encode())
+    return report_dir
