@@ -106,9 +106,8 @@ def _check_order(recipe: Recipe) -> None:
     dupes = sorted({n for n in names if names.count(n) > 1})
     if dupes:
         raise RecipeError(f"stage(s) listed twice: {', '.join(dupes)}")
-    ranks = [STAGES[n].rank for n in names]
-    for (a, ra), (b, rb) in zip(zip(names, ranks, strict=True), zip(names[1:], ranks[1:], strict=True), strict=True):
-        if rb < ra:
+    for a, b in zip(names, names[1:], strict=False):
+        if STAGES[b].rank < STAGES[a].rank:
             raise RecipeError(f"stage `{b}` cannot come after `{a}`")
 
 
