@@ -27,17 +27,25 @@ from pipeline.ingest import InputFile, discover
 import pipeline
 
 
+# Rough text expansion of compressed inputs, so a shard of .gz files is not four times too big.
+_EXPANSION = {".gz": 4, ".zst": 5}
+
+
 def group_files(files: list[InputFile], shard_bytes: int, max_files: int) -> list[list[InputFile]]:
-    """Cut the sorted file list into shards of at most ``shard_bytes`` and ``max_files`` (one big file alone)."""
+    """Cut the sorted file list into shards of about ``shard_bytes`` of text and at most ``max_files``.
+
+    A file is never split, so one big file forms its own shard.
+    """
     groups: list[list[InputFile]] = []
     current: list[InputFile] = []
     size = 0
     for f in files:
-        if current and (size + f.size > shard_bytes or len(current) >= max_files):
+        est = f.size * _EXPANSION.get(f.path.suffix, 1)
+        if current and (size + est > shard_bytes or len(current) >= max_files):
             groups.append(current)
             current, size = [], 0
         current.append(f)
-        size += f.size
+        size += est
     if current:
         groups.append(current)
     return groups
@@ -170,7 +178,7 @@ def curate(recipe: dict[str, Any], inputs: list[list[Any]], out: str, cache_dir:
             summaries.append(_stage_summary(name, shard_refs, time.perf_counter() - start,
                                             extra_outputs["shards"]["splits"]))
         elif kind == StageKind.TRAIN:
-            progress().start(name, 1)
+            progress().start(name, params.get("steps", 1))
             train_ref = tasks.train_task(params, str(out_dir / "shards"), [r["key"] for r in shard_refs], cache_s)
             tasks.copy_tree(Path(train_ref["dir"]), out_dir / "model")
             docs = sum(r["docs_out"] for r in shard_refs)

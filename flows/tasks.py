@@ -17,6 +17,7 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from flows.cache import WorkUnit, file_fingerprint, make_key
+from flows.progress import progress
 from flows.stages import STAGES
 from pipeline.schema import REJECTED_SCHEMA, empty_rejected
 
@@ -214,7 +215,11 @@ def train_task(params: dict[str, Any], shards_dir: str, shard_keys: list[str], c
         return _ref(unit, -1, cached=True)
     start = time.perf_counter()
     staging = unit.staging()
-    metrics = train(Path(shards_dir), staging, _config("train", params))
+    def log(record: dict[str, Any]) -> None:
+        if record.get("kind") == "train":
+            progress().advance("train")
+
+    metrics = train(Path(shards_dir), staging, _config("train", params), log=log)
     summary = {k: metrics.get(k) for k in ("params", "final_val_loss", "final_val_per_source", "tokens_seen")}
     unit.commit(staging, {"seconds": round(time.perf_counter() - start, 3), "stats": summary})
     return _ref(unit, -1, cached=False)

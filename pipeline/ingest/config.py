@@ -34,7 +34,7 @@ class IngestConfig(BaseModel):
     """Text whose share of control characters (other than tab/newline/CR/FF) is above this is binary."""
     reject_http_errors: bool = True
     """Reject WARC responses whose HTTP status is not 2xx (error pages, redirects)."""
-    shard_mb: float = Field(32, gt=0)
+    shard_mb: float = Field(16, gt=0)
     """Orchestration: input files are grouped into ingest shards of about this many MB (on disk).
     ``read_file`` ignores it; the flow uses it to cut the file list (one big file forms its own shard)."""
     max_files_per_shard: int = Field(2000, ge=1)
