@@ -70,27 +70,46 @@ def _stage_section(manifest: dict[str, Any]) -> Section:
     return sec
 
 
-def _source_section(run_dir: Path, rejected: pl.DataFrame | None, docs: pl.DataFrame | None,
+def _source_section(manifest: dict[str, Any], rejected: pl.DataFrame | None, docs: pl.DataFrame | None,
                     stage_names: list[str]) -> Section:
-    """Documents and characters left after each stage, per source (kept + rejected at later stages)."""
-    sec = Section("Documents and characters per source after each stage")
-    kept = docs.select("source", pl.col("text").str.len_chars().alias("chars")) if docs is not None else None
-    rej = (rejected.select("source", "stage", pl.col("text").str.len_chars().fill_null(0).alias("chars"))
-           if rejected is not None else pl.DataFrame(schema={"source": pl.String, "stage": pl.String, "chars": pl.UInt32}))
-    sources = sorted(set((kept["source"].to_list() if kept is not None else []) + rej["source"].to_list()))
+    """Documents, characters and tokens left after each stage, per source.
+
+    What is left after a stage is the final documents plus those rejected by a later stage. Tokens
+    before tokenization are estimated with each source's tokens-per-character ratio in the shards.
+    """
+    sec = Section("Documents, characters and tokens per source after each stage")
+    frames = []
+    if docs is not None:
+        frames.append(docs.select("source", pl.lit(None, pl.String).alias("stage"), pl.col("text").str.len_chars()))
+    if rejected is not None:
+        frames.append(rejected.select("source", "stage", pl.col("text").str.len_chars().fill_null(0)))
+    if not frames:
+        sec.text("No documents.")
+        return sec
+    rows_df = pl.concat(frames, how="vertical_relaxed").rename({"text": "chars"})
+    shards = (manifest.get("outputs") or {}).get("shards")
+    final_chars = dict(rows_df.filter(pl.col("stage").is_null()).group_by("source").agg(pl.col("chars").sum()).iter_rows())
+    ratio: dict[str, float] = {}
+    if shards:
+        for src, n in shards["splits"]["train"]["by_source"].items():
+            n += shards["splits"]["val"]["by_source"].get(src, 0)
+            if final_chars.get(src):
+                ratio[src] = n / final_chars[src]
     rows = []
-    for src in sources:
-        k = kept.filter(pl.col("source") == src) if kept is not None else None
-        final_docs = k.height if k is not None else 0
-        final_chars = int(k["chars"].sum()) if k is not None else 0
-        r = rej.filter(pl.col("source") == src)
-        row = [src]
-        for i, stage in enumerate(stage_names):
-            later = r.filter(pl.col("stage").is_in(stage_names[i + 1 :]))
-            row.append(f"{final_docs + later.height:,} / {(final_chars + int(later['chars'].sum())) / 1e6:.2f} MB")
+    for src in sorted(set(rows_df["source"].drop_nulls())):
+        mine = rows_df.filter(pl.col("source") == src)
+        row: list[Any] = [src, f"{mine.height:,}"]
+        for i, _stage in enumerate(stage_names):
+            left = mine.filter(pl.col("stage").is_null() | pl.col("stage").is_in(stage_names[i + 1 :]))
+            chars = int(left["chars"].sum())
+            cell = f"{left.height:,} / {chars / 1e6:.2f}M"
+            if src in ratio:
+                cell += f" / ≈{chars * ratio[src] / 1e6:.2f}M"
+            row.append(cell)
         rows.append(row)
-    sec.text("Each cell: documents / millions of characters remaining after the stage.")
-    sec.table(["source", *stage_names], rows)
+    sec.text("Each cell: documents / characters / estimated tokens remaining after the stage "
+             "(tokens where the run has token shards). `read` counts every input record, unreadable ones included.")
+    sec.table(["source", "read", *stage_names], rows)
     return sec
 
 
@@ -215,7 +234,7 @@ def write_report(run_dir: Path, manifest: dict[str, Any], cfg: ReportConfig) -> 
     doc_stages = [s["name"] for s in manifest["stages"] if s["name"] not in ("tokenizer", "shards", "train", "report")]
     sections = [
         _stage_section(manifest),
-        _source_section(run_dir, rejected, docs, doc_stages),
+        _source_section(manifest, rejected, docs, doc_stages),
         _reasons_section(rejected, cfg),
         _dedup_section(manifest, rejected, docs, cfg),
         _pii_section(manifest),
