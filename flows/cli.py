@@ -18,6 +18,8 @@ from flows import progress as progress_mod
 app = typer.Typer(add_completion=False, no_args_is_help=False, help="Refinery: curate text corpora for LLM pretraining.")
 console = Console(stderr=True)
 SAMPLE_DATA = Path(__file__).resolve().parent.parent / "sample_data"
+# The corpus folders of sample_data/ (its _src/ holds the authored sources the containers are built from).
+SAMPLE_FOLDERS = ("web", "books", "code", "misc")
 EXIT_USAGE = 2
 
 
@@ -71,7 +73,7 @@ def run(
             _fail(f"--source expects NAME=PATH, got {arg!r}")
         pairs.append((src, path))
     if not pairs:
-        pairs = [(None, str(SAMPLE_DATA))]
+        pairs = [(None, str(SAMPLE_DATA / d)) for d in SAMPLE_FOLDERS]
         out = out or Path("runs/sample")
     out = out or Path("runs/run")
     try:

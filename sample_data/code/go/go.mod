@@ -1,0 +1,3 @@
+module example.org/sprocket/go
+
+go 1.21
