@@ -194,7 +194,8 @@ def curate(recipe: dict[str, Any], inputs: list[list[Any]], out: str, cache_dir:
     _publish_parts(out_dir / "rejected", rejected_parts)
     manifest["outputs"] = {"documents": sum(r["docs_out"] for r in refs),
                            "rejected": sum(s["docs_rejected"] for s in summaries), **extra_outputs}
-    manifest["warnings"] = len(warnings) + summaries[0]["docs_rejected"]
+    # Discovery warnings name files that ingest also rejects, so count each problem once.
+    manifest["warnings"] = summaries[0]["docs_rejected"]
     manifest["status"] = "complete"
     tasks.write_json(out_dir / "manifest.json", manifest)
 
