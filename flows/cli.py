@@ -15,7 +15,9 @@ from rich.table import Table
 import flows  # noqa: F401  (sets Prefect environment defaults before Prefect is imported)
 from flows import progress as progress_mod
 
-app = typer.Typer(add_completion=False, no_args_is_help=False, help="Refinery: curate text corpora for LLM pretraining.")
+app = typer.Typer(
+    add_completion=False, no_args_is_help=False, help="Refinery: curate text corpora for LLM pretraining."
+)
 console = Console(stderr=True)
 SAMPLE_DATA = Path(__file__).resolve().parent.parent / "sample_data"
 # The corpus folders of sample_data/ (its _src/ holds the authored sources the containers are built from).
@@ -39,8 +41,11 @@ class RichProgress(progress_mod.Progress):
 
     def finish(self, stage: str, summary: dict) -> None:
         if stage in self.ids:
-            self.bar.update(self.ids[stage], completed=self.totals[stage],
-                            description=f"{stage}: {summary['docs_out']:,} kept, {summary['docs_rejected']:,} rejected")
+            self.bar.update(
+                self.ids[stage],
+                completed=self.totals[stage],
+                description=f"{stage}: {summary['docs_out']:,} kept, {summary['docs_rejected']:,} rejected",
+            )
 
 
 def _fail(message: str) -> None:
@@ -51,10 +56,16 @@ def _fail(message: str) -> None:
 @app.command()
 def run(
     recipe: Annotated[str, typer.Option(help="Built-in recipe name or a YAML file.")] = "default",
-    inputs: Annotated[list[str] | None, typer.Option("--input", "-i", help="File, folder or glob (repeatable).")] = None,
-    sources: Annotated[list[str] | None, typer.Option("--source", help="NAME=PATH: read PATH with source NAME.")] = None,
+    inputs: Annotated[
+        list[str] | None, typer.Option("--input", "-i", help="File, folder or glob (repeatable).")
+    ] = None,
+    sources: Annotated[
+        list[str] | None, typer.Option("--source", help="NAME=PATH: read PATH with source NAME.")
+    ] = None,
     out: Annotated[Path | None, typer.Option(help="Run folder (default runs/sample for the sample data).")] = None,
-    cache_dir: Annotated[Path | None, typer.Option(help="Work cache (default OUT/cache); share it between runs.")] = None,
+    cache_dir: Annotated[
+        Path | None, typer.Option(help="Work cache (default OUT/cache); share it between runs.")
+    ] = None,
     seed: Annotated[int | None, typer.Option(help="Seed for every stage that takes one.")] = None,
     verbose: Annotated[bool, typer.Option(help="Show Prefect's own logs.")] = False,
 ) -> None:
@@ -85,8 +96,14 @@ def run(
         os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
     from flows.curate import curate
 
-    bar = Progress(TextColumn("{task.description:<48}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                   console=console, transient=False)
+    bar = Progress(
+        TextColumn("{task.description:<48}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+        transient=False,
+    )
     progress_mod.set_progress(RichProgress(bar))
     console.print(f"[bold]refinery[/] recipe [cyan]{rec.name}[/] -> {out}")
     with bar:
@@ -99,13 +116,21 @@ def _summary(manifest: dict, out: Path) -> None:
     for col in ("stage", "docs in", "docs out", "rejected", "seconds", "cached"):
         table.add_column(col, justify="left" if col == "stage" else "right")
     for s in manifest["stages"]:
-        table.add_row(s["name"], f"{s['docs_in']:,}", f"{s['docs_out']:,}", f"{s['docs_rejected']:,}",
-                      f"{s['seconds']:.1f}", f"{s.get('cached_shards', 0)}/{s.get('shards', 0)}")
+        table.add_row(
+            s["name"],
+            f"{s['docs_in']:,}",
+            f"{s['docs_out']:,}",
+            f"{s['docs_rejected']:,}",
+            f"{s['seconds']:.1f}",
+            f"{s.get('cached_shards', 0)}/{s.get('shards', 0)}",
+        )
     Console().print(table)
     warnings = manifest.get("warnings", 0)
     if warnings:
-        console.print(f"[yellow]{warnings} warning(s)[/]: unreadable or unsupported inputs are listed in "
-                      f"{out / 'rejected'} (stage ingest).")
+        console.print(
+            f"[yellow]{warnings} warning(s)[/]: unreadable or unsupported inputs are listed in "
+            f"{out / 'rejected'} (stage ingest)."
+        )
     if (out / "report" / "index.html").is_file():
         console.print(f"Report: {out / 'report' / 'index.html'}")
 

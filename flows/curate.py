@@ -17,15 +17,13 @@ from prefect import flow, unmapped
 from prefect.futures import wait
 from prefect.task_runners import ThreadPoolTaskRunner
 
+import pipeline
 from flows import tasks
 from flows.cache import clean_staging, code_version
 from flows.progress import progress
 from flows.stages import STAGES, StageKind
 from pipeline.atomic import atomic_write
 from pipeline.ingest import InputFile, discover
-
-import pipeline
-
 
 # Rough text expansion of compressed inputs, so a shard of .gz files is not four times too big.
 _EXPANSION = {".gz": 4, ".zst": 5}
@@ -106,8 +104,11 @@ def _publish_parts(folder: Path, named_sources: dict[str, Path]) -> None:
             stale.unlink() if stale.is_file() else shutil.rmtree(stale)
 
 
-@flow(name="refinery-curate", task_runner=ThreadPoolTaskRunner(max_workers=max(2, os.cpu_count() or 2)),
-      validate_parameters=False)
+@flow(
+    name="refinery-curate",
+    task_runner=ThreadPoolTaskRunner(max_workers=max(2, os.cpu_count() or 2)),
+    validate_parameters=False,
+)
 def curate(recipe: dict[str, Any], inputs: list[list[Any]], out: str, cache_dir: str | None = None) -> dict:
     """Run ``recipe`` (as from ``Recipe.as_dict()``) over ``inputs`` ([source or None, path] pairs) into ``out``."""
     out_dir = Path(out)
@@ -131,14 +132,16 @@ def curate(recipe: dict[str, Any], inputs: list[list[Any]], out: str, cache_dir:
     shard_mb, max_files = ingest_params.get("shard_mb", 32), ingest_params.get("max_files_per_shard", 2000)
     groups = group_files(files, int(shard_mb * 1_000_000), max_files)
     progress().start("ingest", len(groups))
-    futures = [tasks.ingest_shard.submit(i, [_file_dict(f) for f in g], ingest_params, cache_s)
-               for i, g in enumerate(groups)]
+    futures = [
+        tasks.ingest_shard.submit(i, [_file_dict(f) for f in g], ingest_params, cache_s) for i, g in enumerate(groups)
+    ]
     refs = _gather(futures, "ingest")
     summaries.append(_stage_summary("ingest", refs, time.perf_counter() - start))
     manifest["inputs"] = _input_fingerprints(inputs, refs)
     manifest["discovery_warnings"] = warnings
-    rejected_parts = {f"ingest-{r['index']:05d}.parquet": Path(r["dir"]) / "rejected.parquet"
-                      for r in refs if r["rejected"]}
+    rejected_parts = {
+        f"ingest-{r['index']:05d}.parquet": Path(r["dir"]) / "rejected.parquet" for r in refs if r["rejected"]
+    }
 
     # --- document stages, in recipe order -----------------------------------------------------
     extra_outputs: dict[str, Any] = {}
@@ -149,17 +152,20 @@ def curate(recipe: dict[str, Any], inputs: list[list[Any]], out: str, cache_dir:
         start = time.perf_counter()
         if kind == StageKind.DOCS:
             progress().start(name, len(refs))
-            refs = _gather(tasks.doc_stage.map(name, list(range(len(refs))), unmapped(params), refs,
-                                               unmapped(cache_s)), name)
+            refs = _gather(
+                tasks.doc_stage.map(name, list(range(len(refs))), unmapped(params), refs, unmapped(cache_s)), name
+            )
             summaries.append(_stage_summary(name, refs, time.perf_counter() - start, _merge_stats(refs)))
         elif kind == StageKind.DEDUP:
             progress().start(name, 2 * len(refs) + 1)
-            sig_refs = _gather(tasks.dedup_signatures.map(list(range(len(refs))), unmapped(params), refs,
-                                                          unmapped(cache_s)), name)
+            sig_refs = _gather(
+                tasks.dedup_signatures.map(list(range(len(refs))), unmapped(params), refs, unmapped(cache_s)), name
+            )
             clusters = tasks.dedup_clusters(params, sig_refs, cache_s)
             progress().advance(name)
-            refs = _gather(tasks.dedup_apply.map(list(range(len(refs))), refs, unmapped(clusters),
-                                                 unmapped(cache_s)), name)
+            refs = _gather(
+                tasks.dedup_apply.map(list(range(len(refs))), refs, unmapped(clusters), unmapped(cache_s)), name
+            )
             summaries.append(_stage_summary(name, refs, time.perf_counter() - start, clusters.get("stats")))
         elif kind == StageKind.TOKENIZER:
             progress().start(name, 1)
@@ -171,12 +177,21 @@ def curate(recipe: dict[str, Any], inputs: list[list[Any]], out: str, cache_dir:
             progress().start(name, len(refs) + 1)
             split_ref = tasks.split_task(params, refs, cache_s)
             progress().advance(name)
-            shard_refs = _gather(tasks.tokenize_task.map(list(range(len(refs))), unmapped(params), refs,
-                                                         unmapped(tok_ref), unmapped(split_ref),
-                                                         unmapped(cache_s)), name)
+            shard_refs = _gather(
+                tasks.tokenize_task.map(
+                    list(range(len(refs))),
+                    unmapped(params),
+                    refs,
+                    unmapped(tok_ref),
+                    unmapped(split_ref),
+                    unmapped(cache_s),
+                ),
+                name,
+            )
             extra_outputs["shards"] = _publish_shards(out_dir / "shards", shard_refs, tok_ref)
-            summaries.append(_stage_summary(name, shard_refs, time.perf_counter() - start,
-                                            extra_outputs["shards"]["splits"]))
+            summaries.append(
+                _stage_summary(name, shard_refs, time.perf_counter() - start, extra_outputs["shards"]["splits"])
+            )
         elif kind == StageKind.TRAIN:
             progress().start(name, params.get("steps", 1))
             train_ref = tasks.train_task(params, str(out_dir / "shards"), [r["key"] for r in shard_refs], cache_s)
@@ -185,15 +200,20 @@ def curate(recipe: dict[str, Any], inputs: list[list[Any]], out: str, cache_dir:
             train_ref.update(docs_in=docs, docs_out=docs, rejected=0)
             summaries.append(_stage_summary(name, [train_ref], time.perf_counter() - start, train_ref["stats"]))
         if kind in (StageKind.DOCS, StageKind.DEDUP):
-            rejected_parts.update({f"{name}-{r['index']:05d}.parquet": Path(r["dir"]) / "rejected.parquet"
-                                   for r in refs if r["rejected"]})
+            rejected_parts.update(
+                {f"{name}-{r['index']:05d}.parquet": Path(r["dir"]) / "rejected.parquet" for r in refs if r["rejected"]}
+            )
 
     # --- outputs ------------------------------------------------------------------------------
-    _publish_parts(out_dir / "documents", {f"part-{r['index']:05d}.parquet": Path(r["dir"]) / "docs.parquet"
-                                           for r in refs})
+    _publish_parts(
+        out_dir / "documents", {f"part-{r['index']:05d}.parquet": Path(r["dir"]) / "docs.parquet" for r in refs}
+    )
     _publish_parts(out_dir / "rejected", rejected_parts)
-    manifest["outputs"] = {"documents": sum(r["docs_out"] for r in refs),
-                           "rejected": sum(s["docs_rejected"] for s in summaries), **extra_outputs}
+    manifest["outputs"] = {
+        "documents": sum(r["docs_out"] for r in refs),
+        "rejected": sum(s["docs_rejected"] for s in summaries),
+        **extra_outputs,
+    }
     # Discovery warnings name files that ingest also rejects, so count each problem once.
     manifest["warnings"] = summaries[0]["docs_rejected"]
     manifest["status"] = "complete"
@@ -223,8 +243,15 @@ def _input_fingerprints(inputs: list[list[Any]], refs: list[dict[str, Any]]) -> 
     combined = xxhash.xxh3_128()
     for f in files:
         combined.update(f"{f['path']}\0{f['xxh3']}\n".encode())
-    return [{"inputs": [f"{s}={p}" if s else p for s, p in inputs], "files": len(files),
-             "bytes": sum(f["bytes"] for f in files), "fingerprint": combined.hexdigest(), "per_file": files}]
+    return [
+        {
+            "inputs": [f"{s}={p}" if s else p for s, p in inputs],
+            "files": len(files),
+            "bytes": sum(f["bytes"] for f in files),
+            "fingerprint": combined.hexdigest(),
+            "per_file": files,
+        }
+    ]
 
 
 def _publish_shards(folder: Path, shard_refs: list[dict[str, Any]], tok_ref: dict[str, Any]) -> dict[str, Any]:
@@ -243,14 +270,19 @@ def _publish_shards(folder: Path, shard_refs: list[dict[str, Any]], tok_ref: dic
         for r in shard_refs:
             for s, n in r["stats"][split]["by_source"].items():
                 by_source[s] = by_source.get(s, 0) + n
-        splits[split] = {"docs": sum(r["stats"][split]["docs"] for r in shard_refs),
-                         "tokens": sum(r["stats"][split]["tokens"] for r in shard_refs),
-                         "by_source": dict(sorted(by_source.items()))}
+        splits[split] = {
+            "docs": sum(r["stats"][split]["docs"] for r in shard_refs),
+            "tokens": sum(r["stats"][split]["tokens"] for r in shard_refs),
+            "by_source": dict(sorted(by_source.items())),
+        }
     tok = tok_ref["stats"]
     shard_manifest = {
         "tokenizer": "../tokenizer/tokenizer.model",
         "tokenizer_fingerprint": tok["fingerprint"],
-        "vocab_size": tok["vocab_size"], "bos_id": tok["bos_id"], "eos_id": tok["eos_id"], "pad_id": tok["pad_id"],
+        "vocab_size": tok["vocab_size"],
+        "bos_id": tok["bos_id"],
+        "eos_id": tok["eos_id"],
+        "pad_id": tok["pad_id"],
         "splits": splits,
         "files": {n: xxhash.xxh3_128_hexdigest((folder / n).read_bytes()) for n in names},
     }

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import importlib
 from dataclasses import dataclass
-from enum import Enum
+from enum import StrEnum
 
 from pydantic import BaseModel
 
 
-class StageKind(str, Enum):
+class StageKind(StrEnum):
     INGEST = "ingest"  # files -> document shards
     DOCS = "docs"  # document shard -> kept/rejected shard, mapped over shards
     DEDUP = "dedup"  # global: signatures per shard, clusters over all, filter per shard
@@ -38,7 +38,9 @@ class StageInfo:
 
 STAGES: dict[str, StageInfo] = {
     "ingest": StageInfo(StageKind.INGEST, "pipeline.ingest:IngestConfig", 0),
-    "normalize": StageInfo(StageKind.DOCS, "pipeline.normalize:NormalizeConfig", 1, func_path="pipeline.normalize:normalize"),
+    "normalize": StageInfo(
+        StageKind.DOCS, "pipeline.normalize:NormalizeConfig", 1, func_path="pipeline.normalize:normalize"
+    ),
     "langid": StageInfo(StageKind.DOCS, "pipeline.langid:LangIdConfig", 1, func_path="pipeline.langid:identify"),
     "filter": StageInfo(StageKind.DOCS, "pipeline.filters:FilterConfig", 1, func_path="pipeline.filters:apply_filters"),
     "dedup": StageInfo(StageKind.DEDUP, "pipeline.dedup:DedupConfig", 1),

@@ -33,8 +33,15 @@ def _config(stage: str, params: dict[str, Any]):
     return STAGES[stage].config_cls()(**params)
 
 
-def _write_result(unit: WorkUnit, index: int, kept: pl.DataFrame, rejected: pl.DataFrame, docs_in: int,
-                  seconds: float, stats: dict[str, Any]) -> dict[str, Any]:
+def _write_result(
+    unit: WorkUnit,
+    index: int,
+    kept: pl.DataFrame,
+    rejected: pl.DataFrame,
+    docs_in: int,
+    seconds: float,
+    stats: dict[str, Any],
+) -> dict[str, Any]:
     if kept.height + rejected.height != docs_in:
         raise RuntimeError(
             f"{unit.step}: accounting broken on shard {index}: {docs_in} in, "
@@ -43,8 +50,13 @@ def _write_result(unit: WorkUnit, index: int, kept: pl.DataFrame, rejected: pl.D
     staging = unit.staging()
     kept.write_parquet(staging / "docs.parquet", compression="zstd")
     rejected.select(list(REJECTED_SCHEMA)).write_parquet(staging / "rejected.parquet", compression="zstd")
-    info = {"docs_in": docs_in, "docs_out": kept.height, "rejected": rejected.height,
-            "seconds": round(seconds, 3), "stats": stats}
+    info = {
+        "docs_in": docs_in,
+        "docs_out": kept.height,
+        "rejected": rejected.height,
+        "seconds": round(seconds, 3),
+        "stats": stats,
+    }
     unit.commit(staging, info)
     return _ref(unit, index, cached=False)
 
@@ -54,8 +66,9 @@ def ingest_shard(index: int, files: list[dict[str, Any]], params: dict[str, Any]
     from pipeline.ingest import InputFile, read_file
 
     fingerprints = [file_fingerprint(Path(f["path"])) if Path(f["path"]).is_file() else None for f in files]
-    key = make_key("ingest", params, [(f["display"], f["fmt"], f["source"], fp)
-                                      for f, fp in zip(files, fingerprints, strict=True)])
+    key = make_key(
+        "ingest", params, [(f["display"], f["fmt"], f["source"], fp) for f, fp in zip(files, fingerprints, strict=True)]
+    )
     unit = WorkUnit(Path(cache_dir), "ingest", key)
     if unit.done:
         return _ref(unit, index, cached=True)
@@ -68,8 +81,11 @@ def ingest_shard(index: int, files: list[dict[str, Any]], params: dict[str, Any]
         rejected.append(r)
     kept = pl.concat(docs, how="vertical") if docs else pl.DataFrame()
     rej = pl.concat(rejected, how="vertical") if rejected else empty_rejected()
-    stats = {"files": [{"path": f["display"], "bytes": f["size"], "xxh3": fp}
-                       for f, fp in zip(files, fingerprints, strict=True)]}
+    stats = {
+        "files": [
+            {"path": f["display"], "bytes": f["size"], "xxh3": fp} for f, fp in zip(files, fingerprints, strict=True)
+        ]
+    }
     return _write_result(unit, index, kept, rej, kept.height + rej.height, time.perf_counter() - start, stats)
 
 
@@ -81,8 +97,9 @@ def doc_stage(stage: str, index: int, params: dict[str, Any], in_ref: dict[str, 
     df = pl.read_parquet(Path(in_ref["dir"]) / "docs.parquet")
     start = time.perf_counter()
     result = STAGES[stage].func()(df, _config(stage, params))
-    return _write_result(unit, index, result.kept, result.rejected, df.height,
-                         time.perf_counter() - start, result.stats)
+    return _write_result(
+        unit, index, result.kept, result.rejected, df.height, time.perf_counter() - start, result.stats
+    )
 
 
 @task(name="dedup-signatures", task_run_name="dedup-signatures-{index}", **TASK_OPTS)
@@ -121,8 +138,11 @@ def dedup_clusters(params: dict[str, Any], sig_refs: list[dict[str, Any]], cache
 def _cluster_stats(removed: pl.DataFrame) -> dict[str, Any]:
     if removed.is_empty():
         return {"clusters": 0, "removed_by_reason": {}, "largest_clusters": []}
-    clusters = removed.group_by("cluster_id").agg(pl.first("cluster_size")).sort(["cluster_size", "cluster_id"],
-                                                                                   descending=[True, False])
+    clusters = (
+        removed.group_by("cluster_id")
+        .agg(pl.first("cluster_size"))
+        .sort(["cluster_size", "cluster_id"], descending=[True, False])
+    )
     reasons = removed.group_by("reason").len().sort("reason")
     return {
         "clusters": clusters.height,
@@ -142,8 +162,9 @@ def dedup_apply(index: int, in_ref: dict[str, Any], clusters_ref: dict[str, Any]
     removed = pl.read_parquet(Path(clusters_ref["dir"]) / "removed.parquet")
     start = time.perf_counter()
     result = apply_duplicates(df, removed)
-    return _write_result(unit, index, result.kept, result.rejected, df.height,
-                         time.perf_counter() - start, result.stats)
+    return _write_result(
+        unit, index, result.kept, result.rejected, df.height, time.perf_counter() - start, result.stats
+    )
 
 
 @task(name="tokenizer", **TASK_OPTS)
@@ -158,8 +179,16 @@ def train_tokenizer_task(params: dict[str, Any], doc_refs: list[dict[str, Any]],
     paths = [Path(r["dir"]) / "docs.parquet" for r in doc_refs]
     info = train_tokenizer(paths, staging, _config("tokenizer", params))
     docs = sum(r["docs_out"] for r in doc_refs)
-    unit.commit(staging, {"docs_in": docs, "docs_out": docs, "rejected": 0,
-                          "seconds": round(time.perf_counter() - start, 3), "stats": info})
+    unit.commit(
+        staging,
+        {
+            "docs_in": docs,
+            "docs_out": docs,
+            "rejected": 0,
+            "seconds": round(time.perf_counter() - start, 3),
+            "stats": info,
+        },
+    )
     return _ref(unit, -1, cached=False)
 
 
@@ -179,8 +208,14 @@ def split_task(params: dict[str, Any], doc_refs: list[dict[str, Any]], cache_dir
 
 
 @task(name="tokenize", task_run_name="tokenize-{index}", **TASK_OPTS)
-def tokenize_task(index: int, params: dict[str, Any], in_ref: dict[str, Any], tok_ref: dict[str, Any],
-                  split_ref: dict[str, Any], cache_dir: str) -> dict:
+def tokenize_task(
+    index: int,
+    params: dict[str, Any],
+    in_ref: dict[str, Any],
+    tok_ref: dict[str, Any],
+    split_ref: dict[str, Any],
+    cache_dir: str,
+) -> dict:
     from pipeline.shards import tokenize_docs
 
     key = make_key("tokenize", params, in_ref["key"], tok_ref["key"], split_ref["key"])
@@ -199,10 +234,19 @@ def tokenize_task(index: int, params: dict[str, Any], in_ref: dict[str, Any], to
         part = tokens.filter(pl.col("split") == name).drop("split")
         part.write_parquet(staging / f"{name}.parquet", compression="zstd")
         counts[name] = {"docs": part.height, "tokens": int(part["n_tokens"].sum())}
-        counts[name]["by_source"] = {s: int(n) for s, n in part.group_by("source").agg(pl.col("n_tokens").sum())
-                                     .sort("source").iter_rows()}
-    unit.commit(staging, {"docs_in": docs.height, "docs_out": docs.height, "rejected": 0,
-                          "seconds": round(time.perf_counter() - start, 3), "stats": counts})
+        counts[name]["by_source"] = {
+            s: int(n) for s, n in part.group_by("source").agg(pl.col("n_tokens").sum()).sort("source").iter_rows()
+        }
+    unit.commit(
+        staging,
+        {
+            "docs_in": docs.height,
+            "docs_out": docs.height,
+            "rejected": 0,
+            "seconds": round(time.perf_counter() - start, 3),
+            "stats": counts,
+        },
+    )
     return _ref(unit, index, cached=False)
 
 
@@ -215,6 +259,7 @@ def train_task(params: dict[str, Any], shards_dir: str, shard_keys: list[str], c
         return _ref(unit, -1, cached=True)
     start = time.perf_counter()
     staging = unit.staging()
+
     def log(record: dict[str, Any]) -> None:
         if record.get("kind") == "train":
             progress().advance("train")

@@ -67,9 +67,9 @@ def predict(texts: list[str], model_name: str = "lid176") -> tuple[list[str], np
 
 def identify(df: pl.DataFrame, cfg: LangIdConfig) -> StageResult:
     # fastText reads one line per input: flatten whitespace in a vectorised pass first.
-    sample = df.select(
-        pl.col("text").str.slice(0, cfg.max_chars).str.replace_all(r"\s+", " ").str.strip_chars()
-    )["text"].to_list()
+    sample = df.select(pl.col("text").str.slice(0, cfg.max_chars).str.replace_all(r"\s+", " ").str.strip_chars())[
+        "text"
+    ].to_list()
     langs, scores = predict(sample, cfg.model)
     out = df.with_columns(
         pl.Series("lang", langs, dtype=pl.String),

@@ -64,14 +64,24 @@ def _read_all(folder: Path, columns: list[str] | None = None) -> pl.DataFrame | 
 
 def _stage_section(manifest: dict[str, Any]) -> Section:
     sec = Section("Documents per stage")
-    rows = [[s["name"], s.get("docs_in", 0), s.get("docs_out", 0), s.get("docs_rejected", 0), s.get("seconds", 0.0),
-             f"{s.get('cached_shards', 0)}/{s.get('shards', 0)}"] for s in manifest["stages"]]
+    rows = [
+        [
+            s["name"],
+            s.get("docs_in", 0),
+            s.get("docs_out", 0),
+            s.get("docs_rejected", 0),
+            s.get("seconds", 0.0),
+            f"{s.get('cached_shards', 0)}/{s.get('shards', 0)}",
+        ]
+        for s in manifest["stages"]
+    ]
     sec.table(["stage", "docs in", "docs out", "rejected", "seconds", "cached shards"], rows)
     return sec
 
 
-def _source_section(manifest: dict[str, Any], rejected: pl.DataFrame | None, docs: pl.DataFrame | None,
-                    stage_names: list[str]) -> Section:
+def _source_section(
+    manifest: dict[str, Any], rejected: pl.DataFrame | None, docs: pl.DataFrame | None, stage_names: list[str]
+) -> Section:
     """Documents, characters and tokens left after each stage, per source.
 
     What is left after a stage is the final documents plus those rejected by a later stage. Tokens
@@ -88,7 +98,9 @@ def _source_section(manifest: dict[str, Any], rejected: pl.DataFrame | None, doc
         return sec
     rows_df = pl.concat(frames, how="vertical_relaxed").rename({"text": "chars"})
     shards = (manifest.get("outputs") or {}).get("shards")
-    final_chars = dict(rows_df.filter(pl.col("stage").is_null()).group_by("source").agg(pl.col("chars").sum()).iter_rows())
+    final_chars = dict(
+        rows_df.filter(pl.col("stage").is_null()).group_by("source").agg(pl.col("chars").sum()).iter_rows()
+    )
     ratio: dict[str, float] = {}
     if shards:
         for src, n in shards["splits"]["train"]["by_source"].items():
@@ -107,8 +119,10 @@ def _source_section(manifest: dict[str, Any], rejected: pl.DataFrame | None, doc
                 cell += f" / ≈{chars * ratio[src] / 1e6:.2f}M"
             row.append(cell)
         rows.append(row)
-    sec.text("Each cell: documents / characters / estimated tokens remaining after the stage "
-             "(tokens where the run has token shards). `read` counts every input record, unreadable ones included.")
+    sec.text(
+        "Each cell: documents / characters / estimated tokens remaining after the stage "
+        "(tokens where the run has token shards). `read` counts every input record, unreadable ones included."
+    )
     sec.table(["source", "read", *stage_names], rows)
     return sec
 
@@ -118,27 +132,43 @@ def _reasons_section(rejected: pl.DataFrame | None, cfg: ReportConfig) -> Sectio
     if rejected is None:
         sec.text("Nothing was dropped.")
         return sec
-    counts = rejected.group_by("stage", "reason", "source").len().sort(["len", "stage", "reason", "source"],
-                                                                       descending=[True, False, False, False])
+    counts = (
+        rejected.group_by("stage", "reason", "source")
+        .len()
+        .sort(["len", "stage", "reason", "source"], descending=[True, False, False, False])
+    )
     sec.table(["stage", "reason", "source", "documents"], [list(r) for r in counts.head(cfg.top_reasons).iter_rows()])
     return sec
 
 
-def _dedup_section(manifest: dict[str, Any], rejected: pl.DataFrame | None, docs: pl.DataFrame | None,
-                   cfg: ReportConfig) -> Section | None:
+def _dedup_section(
+    manifest: dict[str, Any], rejected: pl.DataFrame | None, docs: pl.DataFrame | None, cfg: ReportConfig
+) -> Section | None:
     stage = next((s for s in manifest["stages"] if s["name"] == "dedup"), None)
     if stage is None:
         return None
     sec = Section("Duplicate clusters")
     stats = stage.get("stats") or {}
-    sec.text(f"{stats.get('clusters', 0)} clusters; removed by reason: {json.dumps(stats.get('removed_by_reason', {}))}")
+    sec.text(
+        f"{stats.get('clusters', 0)} clusters; removed by reason: {json.dumps(stats.get('removed_by_reason', {}))}"
+    )
     if stats.get("largest_clusters"):
         sec.table(["kept document", "cluster size"], [[c["keeper"], c["size"]] for c in stats["largest_clusters"]])
     if rejected is not None and docs is not None:
         dups = rejected.filter(pl.col("stage") == "dedup").sort("id").head(cfg.duplicate_examples)
-        kept_text = dict(docs.filter(pl.col("id").is_in(dups["duplicate_of"].to_list())).select("id", "text").iter_rows())
-        rows = [[r["id"], r["reason"], r["duplicate_of"], _snip(r["text"], cfg), _snip(kept_text.get(r["duplicate_of"]), cfg)]
-                for r in dups.iter_rows(named=True)]
+        kept_text = dict(
+            docs.filter(pl.col("id").is_in(dups["duplicate_of"].to_list())).select("id", "text").iter_rows()
+        )
+        rows = [
+            [
+                r["id"],
+                r["reason"],
+                r["duplicate_of"],
+                _snip(r["text"], cfg),
+                _snip(kept_text.get(r["duplicate_of"]), cfg),
+            ]
+            for r in dups.iter_rows(named=True)
+        ]
         if rows:
             sec.table(["removed", "reason", "kept", "removed text", "kept text"], rows)
     return sec
@@ -159,8 +189,10 @@ def _pii_section(manifest: dict[str, Any]) -> Section | None:
     sec.table(["entity type", "replacements"], sorted((stats.get("counts") or {}).items()))
     by_source = stats.get("by_source") or {}
     if by_source:
-        sec.table(["source", "entity type", "replacements"],
-                  [[s, t, n] for s, types in sorted(by_source.items()) for t, n in sorted(types.items())])
+        sec.table(
+            ["source", "entity type", "replacements"],
+            [[s, t, n] for s, types in sorted(by_source.items()) for t, n in sorted(types.items())],
+        )
     sec.text(f"Documents with at least one replacement: {stats.get('docs_with_pii', 0)}")
     return sec
 
@@ -186,8 +218,10 @@ def _training_section(run_dir: Path, report_dir: Path) -> Section | None:
         return None
     metrics = json.loads(metrics_path.read_text())
     sec = Section("Training")
-    sec.text(f"Parameters: {metrics.get('params', 0):,}; tokens seen: {metrics.get('tokens_seen', 0):,}; "
-             f"final validation loss: {metrics.get('final_val_loss', float('nan')):.4f}.")
+    sec.text(
+        f"Parameters: {metrics.get('params', 0):,}; tokens seen: {metrics.get('tokens_seen', 0):,}; "
+        f"final validation loss: {metrics.get('final_val_loss', float('nan')):.4f}."
+    )
     per_source = metrics.get("final_val_per_source") or {}
     sec.table(["source", "validation loss"], sorted(per_source.items()))
     png = report_dir / "loss_curve.png"
@@ -220,9 +254,11 @@ def plot_loss(metrics: dict[str, Any], png: Path) -> None:
     plt.close(fig)
 
 
-_CSS = ("body{font-family:sans-serif;max-width:70em;margin:2em auto;padding:0 1em}"
-        "table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:.25em .5em;"
-        "text-align:left;font-size:.9em}th{background:#f3f3f3}img{max-width:100%}")
+_CSS = (
+    "body{font-family:sans-serif;max-width:70em;margin:2em auto;padding:0 1em}"
+    "table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:.25em .5em;"
+    "text-align:left;font-size:.9em}th{background:#f3f3f3}img{max-width:100%}"
+)
 
 
 def write_report(run_dir: Path, manifest: dict[str, Any], cfg: ReportConfig) -> Path:
@@ -248,8 +284,10 @@ def write_report(run_dir: Path, manifest: dict[str, Any], cfg: ReportConfig) -> 
     md = [f"# {title}", "", intro, ""] + [line for s in sections for line in s.md]
     atomic_write_bytes(report_dir / "report.md", "\n".join(md).encode())
     body = "".join("".join(s.html) for s in sections)
-    page = (f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
-            f"<style>{_CSS}</style></head><body><h1>{html.escape(title)}</h1><p>{html.escape(intro)}</p>"
-            f"{body}</body></html>")
+    page = (
+        f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
+        f"<style>{_CSS}</style></head><body><h1>{html.escape(title)}</h1><p>{html.escape(intro)}</p>"
+        f"{body}</body></html>"
+    )
     atomic_write_bytes(report_dir / "index.html", page.encode())
     return report_dir

@@ -37,9 +37,7 @@ def assign_split(docs: pl.DataFrame, cfg: ShardsConfig) -> pl.DataFrame:
     )
     n_val = pl.max_horizontal(
         (pl.col("_n") * cfg.val_fraction).round(0),
-        pl.when(pl.col("_n") >= 2 * cfg.min_val_docs_per_source)
-        .then(pl.lit(cfg.min_val_docs_per_source))
-        .otherwise(0),
+        pl.when(pl.col("_n") >= 2 * cfg.min_val_docs_per_source).then(pl.lit(cfg.min_val_docs_per_source)).otherwise(0),
     )
     is_val = pl.col("_rank") <= n_val
     return ranked.select("id", pl.when(is_val).then(pl.lit("val")).otherwise(pl.lit("train")).alias("split"))

@@ -52,9 +52,20 @@ def prefect_server(tmp_path_factory) -> Iterator[dict[str, str]]:
     env.pop("PREFECT_API_URL", None)
     log = open(home / "server.log", "wb")  # noqa: SIM115 - closed at teardown
     proc = subprocess.Popen(
-        [str(VENV_BIN / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(port),
-         "--no-services", "--no-ui"],
-        env=env, stdout=log, stderr=subprocess.STDOUT,
+        [
+            str(VENV_BIN / "prefect"),
+            "server",
+            "start",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--no-services",
+            "--no-ui",
+        ],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
     )
     url = f"http://127.0.0.1:{port}/api"
     deadline = time.monotonic() + 120
@@ -81,11 +92,13 @@ def prefect_server(tmp_path_factory) -> Iterator[dict[str, str]]:
         log.close()
 
 
-def run_cli(args: list[str], env: dict[str, str] | None, cwd: Path | None = None, timeout: float = 600,
-            check: bool = False) -> subprocess.CompletedProcess:
+def run_cli(
+    args: list[str], env: dict[str, str] | None, cwd: Path | None = None, timeout: float = 600, check: bool = False
+) -> subprocess.CompletedProcess:
     """Run the ``refinery`` console script; returns the completed process (output captured)."""
-    proc = subprocess.run([str(VENV_BIN / "refinery"), *args], env=env, cwd=cwd or REPO, capture_output=True,
-                          text=True, timeout=timeout)
+    proc = subprocess.run(
+        [str(VENV_BIN / "refinery"), *args], env=env, cwd=cwd or REPO, capture_output=True, text=True, timeout=timeout
+    )
     if check and proc.returncode != 0:
         raise AssertionError(f"refinery {' '.join(args)} exited {proc.returncode}:\n{proc.stdout}\n{proc.stderr}")
     return proc

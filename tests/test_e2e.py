@@ -67,13 +67,18 @@ def build_corpus(root: Path) -> dict[str, int]:
             fh.write(json.dumps(r) + "\n")
     for i in range(6):
         body = "".join(f"<p>{prose(rng, 60)}</p>" for _ in range(4))
-        page = f"<html><head><title>Page {i}</title></head><body><nav>Home | About</nav><article>{body}</article></body></html>"
+        page = (
+            f"<html><head><title>Page {i}</title></head><body><nav>Home | About</nav>"
+            f"<article>{body}</article></body></html>"
+        )
         (root / "web" / f"page{i}.html").write_text(page, encoding="utf-8")
     book = "\n\n".join(prose(rng, 150) for _ in range(30))
     (root / "books" / "tale.txt").write_bytes(
-        ("The Project Gutenberg EBook of A Tale\r\n\r\n*** START OF THE PROJECT GUTENBERG EBOOK A TALE ***\r\n"
-         + book.replace("\n", "\r\n")
-         + "\r\n*** END OF THE PROJECT GUTENBERG EBOOK A TALE ***\r\nLicence text follows.\r\n").encode()
+        (
+            "The Project Gutenberg EBook of A Tale\r\n\r\n*** START OF THE PROJECT GUTENBERG EBOOK A TALE ***\r\n"
+            + book.replace("\n", "\r\n")
+            + "\r\n*** END OF THE PROJECT GUTENBERG EBOOK A TALE ***\r\nLicence text follows.\r\n"
+        ).encode()
     )
     for i in range(5):
         lines = [f"def function_{i}_{j}(value):\n    return value * {j} + {i}\n\n" for j in range(12)]
@@ -102,8 +107,9 @@ def corpus(tmp_path_factory) -> tuple[Path, Path]:
 def first_run(corpus, prefect_server, tmp_path_factory) -> Path:
     data, recipe = corpus
     out = tmp_path_factory.mktemp("runs") / "first"
-    proc = run_cli(["run", "--recipe", str(recipe), "--input", str(data), "--out", str(out)], env=prefect_server,
-                   check=True)
+    proc = run_cli(
+        ["run", "--recipe", str(recipe), "--input", str(data), "--out", str(out)], env=prefect_server, check=True
+    )
     assert "Run summary" in proc.stdout
     return out
 
@@ -123,8 +129,15 @@ def test_run_folder_contract(first_run):
     assert set(docs["source"]) >= {"book", "code", "web"}
     rejected = read_dir(first_run / "rejected")
     assert list(REJECTED_SCHEMA) == rejected.columns
-    for sub in ("tokenizer/tokenizer.model", "shards/manifest.json", "model/model.safetensors",
-                "model/metrics.json", "report/report.md", "report/index.html", "report/loss_curve.png"):
+    for sub in (
+        "tokenizer/tokenizer.model",
+        "shards/manifest.json",
+        "model/model.safetensors",
+        "model/metrics.json",
+        "report/report.md",
+        "report/index.html",
+        "report/loss_curve.png",
+    ):
         assert (first_run / sub).is_file(), sub
     shards = read_dir(first_run / "shards")
     assert {"id", "source", "tokens", "n_tokens"} <= set(shards.columns)
@@ -134,8 +147,18 @@ def test_run_folder_contract(first_run):
 def test_accounting_holds_for_every_stage(first_run):
     manifest = json.loads((first_run / "manifest.json").read_text())
     names = [s["name"] for s in manifest["stages"]]
-    assert names == ["ingest", "normalize", "langid", "filter", "dedup", "pii", "tokenizer", "shards", "train",
-                     "report"]
+    assert names == [
+        "ingest",
+        "normalize",
+        "langid",
+        "filter",
+        "dedup",
+        "pii",
+        "tokenizer",
+        "shards",
+        "train",
+        "report",
+    ]
     for stage in manifest["stages"]:
         assert stage["docs_in"] == stage["docs_out"] + stage["docs_rejected"], stage
     doc_stages = manifest["stages"][:6]
@@ -177,8 +200,9 @@ def test_duplicates_and_pii(first_run):
 def test_rerun_is_cached_and_identical(first_run, corpus, prefect_server):
     data, recipe = corpus
     before = folder_bytes(first_run / "documents")
-    run_cli(["run", "--recipe", str(recipe), "--input", str(data), "--out", str(first_run)], env=prefect_server,
-            check=True)
+    run_cli(
+        ["run", "--recipe", str(recipe), "--input", str(data), "--out", str(first_run)], env=prefect_server, check=True
+    )
     manifest = json.loads((first_run / "manifest.json").read_text())
     for stage in manifest["stages"][:9]:
         assert stage["cached_shards"] == stage["shards"], stage
@@ -207,8 +231,7 @@ def test_resume_after_sigkill_is_byte_identical(first_run, corpus, prefect_serve
     proc.wait()
     assert reached, "the run ended before the kill point"
     assert not (out / "manifest.json").exists()
-    run_cli(["run", "--recipe", str(recipe), "--input", str(data), "--out", str(out)], env=prefect_server,
-            check=True)
+    run_cli(["run", "--recipe", str(recipe), "--input", str(data), "--out", str(out)], env=prefect_server, check=True)
     assert folder_bytes(out / "documents") == folder_bytes(first_run / "documents")
     assert folder_bytes(out / "rejected") == folder_bytes(first_run / "rejected")
     shard_files = {k: v for k, v in folder_bytes(out / "shards").items() if k.endswith(".parquet")}

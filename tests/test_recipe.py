@@ -11,7 +11,16 @@ from tests.conftest import run_cli
 def test_builtin_default_has_every_stage_in_order():
     rec = load_recipe("default")
     assert [s.name for s in rec.stages] == [
-        "ingest", "normalize", "langid", "filter", "dedup", "pii", "tokenizer", "shards", "train", "report"
+        "ingest",
+        "normalize",
+        "langid",
+        "filter",
+        "dedup",
+        "pii",
+        "tokenizer",
+        "shards",
+        "train",
+        "report",
     ]
     assert "default" in builtin_recipes()
 

@@ -32,8 +32,11 @@ def test_ingest_plus_one_stage(stage, small_corpus, prefect_server, tmp_path):
     recipe = tmp_path / "r.yaml"
     recipe.write_text(f"name: only-{stage}\nstages:\n  - ingest\n  - {stage}: {PARAMS.get(stage, '{}')}\n")
     out = tmp_path / "out"
-    run_cli(["run", "--recipe", str(recipe), "--input", str(small_corpus), "--out", str(out)], env=prefect_server,
-            check=True)
+    run_cli(
+        ["run", "--recipe", str(recipe), "--input", str(small_corpus), "--out", str(out)],
+        env=prefect_server,
+        check=True,
+    )
     manifest = json.loads((out / "manifest.json").read_text())
     names = [s["name"] for s in manifest["stages"]]
     assert names[0] == "ingest" and stage in names
@@ -41,7 +44,11 @@ def test_ingest_plus_one_stage(stage, small_corpus, prefect_server, tmp_path):
         assert s["docs_in"] == s["docs_out"] + s["docs_rejected"]
     docs = pl.read_parquet(out / "documents" / "*.parquet")
     assert docs.height == manifest["outputs"]["documents"] > 0
-    expected = {"tokenizer": "tokenizer/tokenizer.model", "shards": "shards/manifest.json",
-                "train": "model/model.safetensors", "report": "report/index.html"}
+    expected = {
+        "tokenizer": "tokenizer/tokenizer.model",
+        "shards": "shards/manifest.json",
+        "train": "model/model.safetensors",
+        "report": "report/index.html",
+    }
     if stage in expected:
         assert (out / expected[stage]).is_file()
