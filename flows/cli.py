@@ -14,6 +14,7 @@ from rich.table import Table
 
 import flows  # noqa: F401  (sets Prefect environment defaults before Prefect is imported)
 from flows import progress as progress_mod
+from flows.commands import register_all
 
 app = typer.Typer(
     add_completion=False, no_args_is_help=False, help="Refinery: curate text corpora for LLM pretraining."
@@ -157,6 +158,9 @@ def show_recipe(recipe: str) -> None:
     except RecipeError as err:
         _fail(str(err))
     print(yaml.safe_dump(rec.as_dict(), sort_keys=False))
+
+
+register_all(app)
 
 
 def main() -> None:  # pragma: no cover

@@ -69,6 +69,8 @@ def _stage_summary(name: str, refs: list[dict[str, Any]], seconds: float, extra:
         "seconds": round(seconds, 3),
         "shards": len(refs),
         "cached_shards": sum(bool(r.get("cached")) for r in refs),
+        # Where each shard's output lives, so `refinery inspect` can compare a stage's input and output.
+        "units": [{"index": r.get("index", -1), "dir": r["dir"]} for r in refs if "dir" in r],
     }
     if extra:
         summary["stats"] = extra

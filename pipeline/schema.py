@@ -35,6 +35,8 @@ REJECTED_SCHEMA: dict[str, pl.DataType] = {
     "duplicate_of": pl.String(),
     "lang": pl.String(),
     "lang_score": pl.Float64(),
+    # JSON object with the figures behind the decision (e.g. the statistic a filter rule tested).
+    "detail": pl.String(),
 }
 
 

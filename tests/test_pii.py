@@ -173,32 +173,16 @@ def test_empty_frame() -> None:
     assert res.kept.height == 0 and "pii_count" in res.kept.columns
 
 
-def test_throughput_vs_naive_presidio(shared_data, capsys: pytest.CaptureFixture[str]) -> None:  # type: ignore[no-untyped-def]
-    """~1 MB of Project Gutenberg books (their licence footers hold e-mails and a phone number)."""
-    texts: list[str] = []
-    for path in sorted((shared_data / "books").glob("*.txt.gz")):
-        texts.append(gzip.open(path, "rt", encoding="utf-8").read())
-        if sum(len(t.encode()) for t in texts) >= 1_000_000:
-            break
+def test_candidate_pass_finds_what_naive_presidio_finds(shared_data) -> None:  # type: ignore[no-untyped-def]
+    """On real books (their licence footers hold e-mails and a phone number) the pre-filtered pass loses nothing.
+
+    Speed is measured by benchmarks/pii.py, not here.
+    """
+    texts = [gzip.open(p, "rt", encoding="utf-8").read() for p in sorted((shared_data / "books").glob("*.txt.gz"))[:4]]
     if not texts:
         pytest.skip("no books in ../shared/data")
-    mb = sum(len(t.encode()) for t in texts) / 1e6
-    df = _docs(texts, "book")
     cfg = PiiConfig()
     analyzer = get_analyzer(cfg)
-
-    t0 = time.perf_counter()
-    res = remove_pii(df, cfg)
-    fast = mb / (time.perf_counter() - t0)
-
-    t0 = time.perf_counter()
+    res = remove_pii(_docs(texts, "book"), cfg)
     naive_hits = sum(len(analyzer.analyze(t, language="en", entities=cfg.entities)) for t in texts)
-    naive = mb / (time.perf_counter() - t0)
-
-    with capsys.disabled():
-        print(
-            f"\n[pii] {mb:.2f} MB: remove_pii {fast:.1f} MB/s, naive presidio {naive:.2f} MB/s "
-            f"({sum(res.stats['counts'].values())} vs {naive_hits} hits)"
-        )
-    assert fast > naive
-    assert sum(res.stats["counts"].values()) > 0
+    assert sum(res.stats["counts"].values()) == naive_hits > 0
