@@ -268,14 +268,12 @@ def _publish_shards(folder: Path, shard_refs: list[dict[str, Any]], tok_ref: dic
     _publish_parts(folder, names)
     splits: dict[str, Any] = {}
     for split in ("train", "val"):
-        by_source: dict[str, int] = {}
-        for r in shard_refs:
-            for s, n in r["stats"][split]["by_source"].items():
-                by_source[s] = by_source.get(s, 0) + n
+        totals = _merge_stats([{"stats": r["stats"][split]} for r in shard_refs])
         splits[split] = {
-            "docs": sum(r["stats"][split]["docs"] for r in shard_refs),
-            "tokens": sum(r["stats"][split]["tokens"] for r in shard_refs),
-            "by_source": dict(sorted(by_source.items())),
+            "docs": totals.get("docs", 0),
+            "tokens": totals.get("tokens", 0),
+            "by_source": dict(sorted(totals.get("by_source", {}).items())),
+            "bytes_by_source": dict(sorted(totals.get("bytes_by_source", {}).items())),
         }
     tok = tok_ref["stats"]
     shard_manifest = {

@@ -199,7 +199,11 @@ def split_task(params: dict[str, Any], doc_refs: list[dict[str, Any]], cache_dir
     unit = WorkUnit(Path(cache_dir), "split", make_key("split", params, [r["key"] for r in doc_refs]))
     if unit.done:
         return _ref(unit, -1, cached=True)
-    docs = pl.concat([pl.read_parquet(Path(r["dir"]) / "docs.parquet", columns=["id", "source"]) for r in doc_refs])
+    def ids(path: Path) -> pl.DataFrame:
+        cols = [c for c in ("id", "source", "group_id") if c in pl.scan_parquet(path).collect_schema()]
+        return pl.read_parquet(path, columns=cols)
+
+    docs = pl.concat([ids(Path(r["dir"]) / "docs.parquet") for r in doc_refs], how="diagonal_relaxed")
     split = assign_split(docs, _config("shards", params))
     staging = unit.staging()
     split.write_parquet(staging / "split.parquet")
@@ -234,9 +238,9 @@ def tokenize_task(
         part = tokens.filter(pl.col("split") == name).drop("split")
         part.write_parquet(staging / f"{name}.parquet", compression="zstd")
         counts[name] = {"docs": part.height, "tokens": int(part["n_tokens"].sum())}
-        counts[name]["by_source"] = {
-            s: int(n) for s, n in part.group_by("source").agg(pl.col("n_tokens").sum()).sort("source").iter_rows()
-        }
+        per_source = part.group_by("source").agg(pl.col("n_tokens").sum(), pl.col("n_bytes").sum()).sort("source")
+        counts[name]["by_source"] = {s: int(n) for s, n, _ in per_source.iter_rows()}
+        counts[name]["bytes_by_source"] = {s: int(b) for s, _, b in per_source.iter_rows()}
     unit.commit(
         staging,
         {

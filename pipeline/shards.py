@@ -25,13 +25,16 @@ class ShardsConfig(BaseModel):
 
 
 def assign_split(docs: pl.DataFrame, cfg: ShardsConfig) -> pl.DataFrame:
-    """Return ``id, split`` for documents (columns ``id, source``): stable for the same ids and seed.
+    """Return ``id, split`` for documents (columns ``id, source``, optionally ``group_id``).
 
-    Documents are ranked per source by a seeded hash of their id; the lowest ranks go to
-    validation. A document's split depends only on its id, its source's other ids and the seed.
+    Groups (the parts of one book; otherwise each document alone) are ranked per source by a
+    seeded hash of the group id, and the lowest ranks go to validation, so a group never straddles
+    the split. The result depends only on the ids present and the seed: stable under reruns.
     """
-    ranked = docs.select("id", "source").with_columns(stable_rank_key(docs["id"], cfg.seed).alias("_h"))
-    ranked = ranked.with_columns(
+    group = pl.col("group_id").fill_null(pl.col("id")) if "group_id" in docs.columns else pl.col("id")
+    groups = docs.select("source", group.alias("_g")).unique(["source", "_g"]).sort(["source", "_g"])
+    groups = groups.with_columns(stable_rank_key(groups["_g"], cfg.seed).alias("_h"))
+    groups = groups.with_columns(
         pl.col("_h").rank("ordinal").over("source").alias("_rank"),
         pl.len().over("source").alias("_n"),
     )
@@ -40,7 +43,14 @@ def assign_split(docs: pl.DataFrame, cfg: ShardsConfig) -> pl.DataFrame:
         pl.when(pl.col("_n") >= 2 * cfg.min_val_docs_per_source).then(pl.lit(cfg.min_val_docs_per_source)).otherwise(0),
     )
     is_val = pl.col("_rank") <= n_val
-    return ranked.select("id", pl.when(is_val).then(pl.lit("val")).otherwise(pl.lit("train")).alias("split"))
+    groups = groups.select(
+        "source", "_g", pl.when(is_val).then(pl.lit("val")).otherwise(pl.lit("train")).alias("split")
+    )
+    return (
+        docs.select("id", "source", group.alias("_g"))
+        .join(groups, on=["source", "_g"], how="left", maintain_order="left")
+        .select("id", "split")
+    )
 
 
 def token_dtype(vocab_size: int) -> pa.DataType:
@@ -59,5 +69,8 @@ def tokenize_docs(docs: pl.DataFrame, tok_dir: Path, cfg: ShardsConfig) -> pl.Da
     np.cumsum(lengths, out=offsets[1:])
     tokens = pa.LargeListArray.from_arrays(pa.array(offsets), pa.array(flat, type=dtype))
     keep = [c for c in docs.columns if c != "text"]
-    out = docs.select(keep).with_columns(pl.Series("n_tokens", lengths, dtype=pl.Int32))
+    # n_bytes lets evaluation report bits per byte, which compares across tokenizers.
+    out = docs.select(keep).with_columns(
+        pl.Series("n_tokens", lengths, dtype=pl.Int32), docs["text"].str.len_bytes().cast(pl.Int64).alias("n_bytes")
+    )
     return out.with_columns(pl.Series("tokens", pl.from_arrow(tokens)))
