@@ -237,3 +237,18 @@ def test_resume_after_sigkill_is_byte_identical(first_run, corpus, prefect_serve
     shard_files = {k: v for k, v in folder_bytes(out / "shards").items() if k.endswith(".parquet")}
     assert shard_files == {k: v for k, v in folder_bytes(first_run / "shards").items() if k.endswith(".parquet")}
     assert not list(out.rglob(".tmp-*")) and not list(out.rglob("*.tmp"))
+
+
+def test_inspect_views(first_run):
+    summary = run_cli(["inspect", str(first_run)], env=None, check=True)
+    assert "exact_duplicate" in summary.stdout and "ingest" in summary.stdout
+    rejected = read_dir(first_run / "rejected")
+    reason = rejected.filter(pl.col("stage") == "ingest")["reason"][0]
+    shown = run_cli(["inspect", str(first_run), "--reason", reason, "-n", "1"], env=None, check=True)
+    assert "matching documents" in shown.stdout
+    dedup = run_cli(["inspect", str(first_run), "--stage", "dedup"], env=None, check=True)
+    assert "cluster size" in dedup.stdout and "(removed)" in dedup.stdout
+    pii = run_cli(["inspect", str(first_run), "--stage", "pii", "-n", "5"], env=None, check=True)
+    assert "ann.smith@example.com" in pii.stdout and "<EMAIL>" in pii.stdout
+    missing = run_cli(["inspect", str(first_run), "--reason", "no_such_rule"], env=None)
+    assert missing.returncode == 2 and "no rejected documents" in missing.stderr
