@@ -50,7 +50,8 @@ def timed(name: str, df: pl.DataFrame, fn):
     t0 = time.perf_counter()
     out = fn(df)
     dt = time.perf_counter() - t0
-    print(f"  {name:<10} {df.height:>7,} docs {mb:8.1f} MB {dt:7.2f} s {df.height / dt:10,.0f} docs/s {mb / dt:7.2f} MB/s")
+    rate = f"{df.height / dt:10,.0f} docs/s {mb / dt:7.2f} MB/s"
+    print(f"  {name:<10} {df.height:>7,} docs {mb:8.1f} MB {dt:7.2f} s {rate}")
     return out
 
 

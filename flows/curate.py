@@ -168,6 +168,9 @@ def curate(recipe: dict[str, Any], inputs: list[list[Any]], out: str, cache_dir:
             refs = _gather(
                 tasks.dedup_apply.map(list(range(len(refs))), refs, unmapped(clusters), unmapped(cache_s)), name
             )
+            # this run's index (kept documents' signatures), so a later run can dedup against DIR
+            if (Path(clusters["dir"]) / "index").is_dir():
+                tasks.copy_tree(Path(clusters["dir"]) / "index", out_dir / "dedup_index")
             summaries.append(_stage_summary(name, refs, time.perf_counter() - start, clusters.get("stats")))
         elif kind == StageKind.TOKENIZER:
             progress().start(name, 1)
@@ -176,7 +179,7 @@ def curate(recipe: dict[str, Any], inputs: list[list[Any]], out: str, cache_dir:
             summaries.append(_stage_summary(name, [tok_ref], time.perf_counter() - start, tok_ref["stats"]))
         elif kind == StageKind.SHARDS:
             assert tok_ref is not None, "recipe validation puts a tokenizer before shards"
-            progress().start(name, len(refs) + 1)
+            progress().start(name, len(refs) + 2)
             split_ref = tasks.split_task(params, refs, cache_s)
             progress().advance(name)
             shard_refs = _gather(
@@ -191,6 +194,9 @@ def curate(recipe: dict[str, Any], inputs: list[list[Any]], out: str, cache_dir:
                 name,
             )
             extra_outputs["shards"] = _publish_shards(out_dir / "shards", shard_refs, tok_ref)
+            metrics_ref = tasks.tokenizer_metrics_task(params, refs, tok_ref, split_ref, cache_s)
+            extra_outputs["tokenizer_metrics"] = metrics_ref["stats"]
+            progress().advance(name)
             summaries.append(
                 _stage_summary(name, shard_refs, time.perf_counter() - start, extra_outputs["shards"]["splits"])
             )
@@ -262,8 +268,9 @@ def _publish_shards(folder: Path, shard_refs: list[dict[str, Any]], tok_ref: dic
     parts = {}
     for r in shard_refs:
         for split in ("train", "val"):
-            if r["stats"][split]["docs"]:
-                parts[f"{split}-{r['index']:05d}.parquet"] = Path(r["dir"]) / f"{split}.parquet"
+            for name in r["stats"][split]["files"]:
+                # "train-003.parquet" of shard 12 becomes "train-00012-003.parquet"
+                parts[f"{split}-{r['index']:05d}-{name.split('-', 1)[1]}"] = Path(r["dir"]) / name
     names = dict(sorted(parts.items()))
     _publish_parts(folder, names)
     splits: dict[str, Any] = {}

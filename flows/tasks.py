@@ -120,35 +120,39 @@ def dedup_signatures(index: int, params: dict[str, Any], in_ref: dict[str, Any],
 
 @task(name="dedup-clusters", **TASK_OPTS)
 def dedup_clusters(params: dict[str, Any], sig_refs: list[dict[str, Any]], cache_dir: str) -> dict:
-    from pipeline.dedup import find_duplicates
+    """Global step: clusters over every shard's signatures, scanned from Parquet (the band table is
+    read one band at a time, never concatenated in memory), against earlier runs' indexes if asked;
+    writes ``removed.parquet`` and this run's index (``index/``) for later runs."""
+    from pipeline.dedup import INDEX_FILE, cluster_summary, find_duplicates, load_index, write_index
 
-    unit = WorkUnit(Path(cache_dir), "dedup-clusters", make_key("dedup-clusters", params, [r["key"] for r in sig_refs]))
+    cfg = _config("dedup", params)
+    prior_files = []
+    for p in cfg.against:
+        d = Path(p) / "dedup_index" if (Path(p) / "dedup_index" / INDEX_FILE).is_file() else Path(p)
+        prior_files.append(file_fingerprint(d / INDEX_FILE) if (d / INDEX_FILE).is_file() else str(d))
+    key = make_key("dedup-clusters", params, [r["key"] for r in sig_refs], prior_files)
+    unit = WorkUnit(Path(cache_dir), "dedup-clusters", key)
     if unit.done:
         return _ref(unit, -1, cached=True)
     start = time.perf_counter()
-    sigs = pl.concat([pl.read_parquet(Path(r["dir"]) / "signatures.parquet") for r in sig_refs], how="vertical")
-    removed = find_duplicates(sigs, _config("dedup", params))
+    paths = [Path(r["dir"]) / "signatures.parquet" for r in sig_refs]
+    sigs = pl.concat([pl.scan_parquet(p) for p in paths], how="vertical") if paths else None
+    prior = load_index(cfg.against, cfg)
     staging = unit.staging()
+    if sigs is None:
+        from pipeline.dedup import REMOVED_SCHEMA
+
+        removed = pl.DataFrame(schema=REMOVED_SCHEMA)
+        totals: dict[str, int] = {}
+    else:
+        removed = find_duplicates(sigs, cfg, prior=prior)
+        totals = dict(sigs.group_by("source").len().sort("source").collect().iter_rows())
+        write_index(sigs, removed, staging / "index", cfg, prior=prior)
     removed.write_parquet(staging / "removed.parquet")
-    stats = _cluster_stats(removed)
-    unit.commit(staging, {"docs_in": sigs.height, "seconds": round(time.perf_counter() - start, 3), "stats": stats})
+    stats = {**cluster_summary(removed, totals_by_source=totals), "lsh": cfg.lsh_summary()}
+    docs_in = sum(totals.values())
+    unit.commit(staging, {"docs_in": docs_in, "seconds": round(time.perf_counter() - start, 3), "stats": stats})
     return _ref(unit, -1, cached=False)
-
-
-def _cluster_stats(removed: pl.DataFrame) -> dict[str, Any]:
-    if removed.is_empty():
-        return {"clusters": 0, "removed_by_reason": {}, "largest_clusters": []}
-    clusters = (
-        removed.group_by("cluster_id")
-        .agg(pl.first("cluster_size"))
-        .sort(["cluster_size", "cluster_id"], descending=[True, False])
-    )
-    reasons = removed.group_by("reason").len().sort("reason")
-    return {
-        "clusters": clusters.height,
-        "removed_by_reason": dict(reasons.iter_rows()),
-        "largest_clusters": [{"keeper": k, "size": int(s)} for k, s in clusters.head(10).iter_rows()],
-    }
 
 
 @task(name="dedup-apply", task_run_name="dedup-{index}", **TASK_OPTS)
@@ -194,14 +198,16 @@ def train_tokenizer_task(params: dict[str, Any], doc_refs: list[dict[str, Any]],
 
 @task(name="split", **TASK_OPTS)
 def split_task(params: dict[str, Any], doc_refs: list[dict[str, Any]], cache_dir: str) -> dict:
-    from pipeline.shards import assign_split
+    from pipeline.shards import assign_split, text_hash_expr
 
     unit = WorkUnit(Path(cache_dir), "split", make_key("split", params, [r["key"] for r in doc_refs]))
     if unit.done:
         return _ref(unit, -1, cached=True)
+
     def ids(path: Path) -> pl.DataFrame:
-        cols = [c for c in ("id", "source", "group_id") if c in pl.scan_parquet(path).collect_schema()]
-        return pl.read_parquet(path, columns=cols)
+        scan = pl.scan_parquet(path)
+        cols = [c for c in ("id", "source", "group_id") if c in scan.collect_schema()]
+        return scan.select(*cols, text_hash_expr()).collect()
 
     docs = pl.concat([ids(Path(r["dir"]) / "docs.parquet") for r in doc_refs], how="diagonal_relaxed")
     split = assign_split(docs, _config("shards", params))
@@ -220,7 +226,7 @@ def tokenize_task(
     split_ref: dict[str, Any],
     cache_dir: str,
 ) -> dict:
-    from pipeline.shards import tokenize_docs
+    from pipeline.shards import file_parts, tokenize_docs
 
     key = make_key("tokenize", params, in_ref["key"], tok_ref["key"], split_ref["key"])
     unit = WorkUnit(Path(cache_dir), "tokenize", key)
@@ -234,10 +240,17 @@ def tokenize_task(
     tokens = tokens.with_columns(docs["split"])
     staging = unit.staging()
     counts: dict[str, Any] = {}
+    cfg = _config("shards", params)
     for name in ("train", "val"):
         part = tokens.filter(pl.col("split") == name).drop("split")
-        part.write_parquet(staging / f"{name}.parquet", compression="zstd")
-        counts[name] = {"docs": part.height, "tokens": int(part["n_tokens"].sum())}
+        files = []
+        chunks = part.with_columns(file_parts(part["n_tokens"], cfg.max_tokens_per_file)).partition_by(
+            "_part", maintain_order=True, include_key=False
+        )
+        for k, chunk in enumerate(chunks if part.height else []):
+            files.append(f"{name}-{k:03d}.parquet")
+            chunk.write_parquet(staging / files[-1], compression="zstd")
+        counts[name] = {"docs": part.height, "tokens": int(part["n_tokens"].sum()), "files": files}
         per_source = part.group_by("source").agg(pl.col("n_tokens").sum(), pl.col("n_bytes").sum()).sort("source")
         counts[name]["by_source"] = {s: int(n) for s, n, _ in per_source.iter_rows()}
         counts[name]["bytes_by_source"] = {s: int(b) for s, _, b in per_source.iter_rows()}
@@ -252,6 +265,32 @@ def tokenize_task(
         },
     )
     return _ref(unit, index, cached=False)
+
+
+@task(name="tokenizer-metrics", **TASK_OPTS)
+def tokenizer_metrics_task(
+    params: dict[str, Any],
+    doc_refs: list[dict[str, Any]],
+    tok_ref: dict[str, Any],
+    split_ref: dict[str, Any],
+    cache_dir: str,
+) -> dict:
+    """Compression figures on (up to ``metrics_mb`` of) the validation documents."""
+    from pipeline.tokenizer_metrics import tokenizer_metrics
+
+    key = make_key("tokenizer-metrics", params, [r["key"] for r in doc_refs], tok_ref["key"], split_ref["key"])
+    unit = WorkUnit(Path(cache_dir), "tokenizer-metrics", key)
+    if unit.done:
+        return _ref(unit, -1, cached=True)
+    cfg = _config("shards", params)
+    val = pl.read_parquet(Path(split_ref["dir"]) / "split.parquet").filter(pl.col("split") == "val")
+    docs = pl.concat(
+        [pl.read_parquet(Path(r["dir"]) / "docs.parquet", columns=["id", "source", "text"]) for r in doc_refs]
+    ).join(val, on="id", how="semi", maintain_order="left")
+    docs = docs.filter(pl.col("text").str.len_bytes().cum_sum() - pl.col("text").str.len_bytes() < cfg.metrics_mb * 1e6)
+    staging = unit.staging()
+    unit.commit(staging, {"stats": tokenizer_metrics(docs, Path(tok_ref["dir"]), cfg.threads) if docs.height else {}})
+    return _ref(unit, -1, cached=False)
 
 
 @task(name="train", **TASK_OPTS)

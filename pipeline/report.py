@@ -212,6 +212,29 @@ def _tokens_section(manifest: dict[str, Any]) -> Section | None:
     return sec
 
 
+def _tokenizer_section(manifest: dict[str, Any]) -> Section | None:
+    metrics = (manifest.get("outputs") or {}).get("tokenizer_metrics")
+    if not metrics:
+        return None
+    sec = Section("Tokenizer quality on held-out documents")
+    ref = metrics.get("reference")
+    sec.text(
+        f"Vocabulary {metrics['vocab_size']:,}, of which {metrics['vocab_used']:.1%} is used by the held-out text. "
+        + (f"Reference: {ref} (tiktoken)." if ref else "No reference tokenizer installed.")
+    )
+    headers = ["source", "docs", "bytes/token", "tokens/word"]
+    if ref:
+        headers += ["reference bytes/token", "reference tokens/word"]
+    rows = []
+    for src, m in [*sorted(metrics["by_source"].items()), ("all", metrics["all"])]:
+        row = [src, m["docs"], round(m["bytes_per_token"], 3), round(m["tokens_per_word"], 3)]
+        if ref:
+            row += [round(m["reference_bytes_per_token"], 3), round(m["reference_tokens_per_word"], 3)]
+        rows.append(row)
+    sec.table(headers, rows)
+    return sec
+
+
 def _training_section(run_dir: Path, report_dir: Path) -> Section | None:
     metrics_path = run_dir / "model" / "metrics.json"
     if not metrics_path.is_file():
@@ -275,6 +298,7 @@ def write_report(run_dir: Path, manifest: dict[str, Any], cfg: ReportConfig) -> 
         _dedup_section(manifest, rejected, docs, cfg),
         _pii_section(manifest),
         _tokens_section(manifest),
+        _tokenizer_section(manifest),
         _training_section(run_dir, report_dir),
     ]
     sections = [s for s in sections if s is not None]

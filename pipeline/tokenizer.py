@@ -11,7 +11,7 @@ from typing import Literal
 import polars as pl
 import sentencepiece as spm
 import xxhash
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from pipeline.atomic import atomic_write_bytes
 from pipeline.ids import stable_rank_key
@@ -30,7 +30,15 @@ class TokenizerConfig(BaseModel):
     character_coverage: float = 0.9995
     byte_fallback: bool = True  # no <unk>: any byte sequence round-trips
     split_digits: bool = True
+    # Extra pieces: user-defined symbols are always one token in text; control symbols only by id.
+    user_defined_symbols: list[str] = []
+    control_symbols: list[str] = []
     sample_mb: float = 50.0  # at most this much text is used for training
+    # Source mixing of the sample: each source's share is proportional to (its share of the
+    # text) ** (1 / temperature). 1 keeps natural proportions; larger values flatten them so a
+    # small source (books beside a web crawl) is not drowned. Ignored when source_weights is set.
+    temperature: float = Field(2.0, gt=0)
+    source_weights: dict[str, float] | None = None
     max_line_chars: int = 8000  # long lines are cut into pieces this long
     seed: int = 0
     threads: int = 2
@@ -45,19 +53,49 @@ def _lines(texts: list[str], max_chars: int) -> Iterator[str]:
                     yield piece
 
 
+def source_budgets(bytes_by_source: dict[str, int], cfg: TokenizerConfig) -> dict[str, int]:
+    """Bytes to sample per source: temperature-scaled shares of the budget, capped at what a source has.
+
+    Budget a source cannot use (it is smaller than its share) is handed to the others in turn.
+    """
+    total = sum(bytes_by_source.values())
+    if cfg.source_weights is not None:
+        weights = {s: max(cfg.source_weights.get(s, 0.0), 0.0) for s in bytes_by_source}
+    else:
+        weights = {s: (b / total) ** (1 / cfg.temperature) if total else 0.0 for s, b in bytes_by_source.items()}
+    budget = min(int(cfg.sample_mb * 1_000_000), total)
+    out = {s: 0 for s in bytes_by_source}
+    open_sources = {s for s, w in weights.items() if w > 0 and bytes_by_source[s] > 0}
+    while budget > 0 and open_sources:
+        norm = sum(weights[s] for s in open_sources)
+        spent = 0
+        for s in sorted(open_sources):
+            take = min(int(budget * weights[s] / norm) or 1, bytes_by_source[s] - out[s])
+            out[s] += take
+            spent += take
+        open_sources = {s for s in open_sources if out[s] < bytes_by_source[s]}
+        budget -= spent
+        if spent == 0:
+            break
+    return out
+
+
 def sample_texts(doc_paths: list[Path], cfg: TokenizerConfig) -> pl.DataFrame:
-    """A seeded sample of documents up to ``sample_mb``: ordered by a hash of (seed, id)."""
+    """A seeded sample of documents: per source in hash-of-(seed, id) order up to its byte budget."""
     docs = pl.concat([pl.read_parquet(p, columns=["id", "source", "text"]) for p in doc_paths], how="vertical")
     docs = docs.with_columns(
         stable_rank_key(docs["id"], cfg.seed).alias("_order"),
         pl.col("text").str.len_bytes().alias("_bytes"),
     ).sort(["_order", "id"])
-    budget = int(cfg.sample_mb * 1_000_000)
-    return docs.filter(pl.col("_bytes").cum_sum().shift(1, fill_value=0) < budget).drop("_order", "_bytes")
+    have = {s: int(b) for s, b in docs.group_by("source").agg(pl.col("_bytes").sum()).iter_rows()}
+    budgets = pl.DataFrame({"source": list(have), "_budget": [source_budgets(have, cfg)[s] for s in have]})
+    docs = docs.join(budgets, on="source", how="left", maintain_order="left")
+    before = pl.col("_bytes").cum_sum().over("source") - pl.col("_bytes")
+    return docs.filter(before < pl.col("_budget")).drop("_order", "_bytes", "_budget")
 
 
 def train_tokenizer(doc_paths: list[Path], out_dir: Path, cfg: TokenizerConfig) -> dict:
-    """Train on the sample and write ``tokenizer.model``, ``tokenizer.vocab``, ``tokenizer.json``."""
+    """Train on the sample; write ``tokenizer.model``, ``tokenizer.vocab``, ``tokenizer_info.json``, HF files."""
     if cfg.vocab_size < MIN_VOCAB:
         raise ValueError(f"tokenizer vocab_size must be at least {MIN_VOCAB} (byte fallback uses 256)")
     sample = sample_texts(doc_paths, cfg)
@@ -76,12 +114,16 @@ def train_tokenizer(doc_paths: list[Path], out_dir: Path, cfg: TokenizerConfig) 
         # Exact round trips for code and prose: no NFKC rewriting, keep whitespace as written.
         normalization_rule_name="identity",
         remove_extra_whitespaces=False,
+        # No invented leading space: decode(encode(x)) == x, and HF's Llama tokenizer gives the same ids.
+        add_dummy_prefix=False,
         allow_whitespace_only_pieces=True,
         max_sentence_length=cfg.max_line_chars * 4,
         unk_id=0,
         bos_id=1,
         eos_id=2,
         pad_id=3,
+        user_defined_symbols=cfg.user_defined_symbols,
+        control_symbols=cfg.control_symbols,
         num_threads=cfg.threads,
         minloglevel=2,
     )
@@ -103,10 +145,42 @@ def train_tokenizer(doc_paths: list[Path], out_dir: Path, cfg: TokenizerConfig) 
         "sample_docs": sample.height,
         "sample_bytes": int(sample["text"].str.len_bytes().sum()),
         "sample_by_source": dict(sample.group_by("source").len().sort("source").iter_rows()),
+        "sample_bytes_by_source": {
+            s: int(b)
+            for s, b in sample.group_by("source").agg(pl.col("text").str.len_bytes().sum()).sort("source").iter_rows()
+        },
         "seed": cfg.seed,
     }
-    atomic_write_bytes(out_dir / "tokenizer.json", json.dumps(info, indent=2, sort_keys=True).encode())
+    atomic_write_bytes(out_dir / "tokenizer_info.json", json.dumps(info, indent=2, sort_keys=True).encode())
+    write_hf_files(out_dir, sp)
     return info
+
+
+def write_hf_files(out_dir: Path, sp: spm.SentencePieceProcessor) -> None:
+    """Make ``out_dir`` loadable by Hugging Face ``LlamaTokenizer`` (``AutoTokenizer.from_pretrained``).
+
+    ``legacy=False`` and no automatic BOS/EOS make its ids equal sentencepiece's own.
+    """
+    specials = {
+        "bos_token": sp.id_to_piece(sp.bos_id()),
+        "eos_token": sp.id_to_piece(sp.eos_id()),
+        "unk_token": sp.id_to_piece(sp.unk_id()),
+        "pad_token": sp.id_to_piece(sp.pad_id()),
+    }
+    config = {
+        "tokenizer_class": "LlamaTokenizer",
+        "model_max_length": 1_000_000,
+        "add_bos_token": False,
+        "add_eos_token": False,
+        "legacy": False,
+        "add_prefix_space": False,
+        "clean_up_tokenization_spaces": False,
+        "spaces_between_special_tokens": False,
+        "sp_model_kwargs": {},
+        **specials,
+    }
+    atomic_write_bytes(out_dir / "tokenizer_config.json", json.dumps(config, indent=2).encode())
+    atomic_write_bytes(out_dir / "special_tokens_map.json", json.dumps(specials, indent=2).encode())
 
 
 def load_tokenizer(tok_dir: Path) -> spm.SentencePieceProcessor:

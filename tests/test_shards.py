@@ -56,3 +56,94 @@ def test_tokenize_round_trips_and_counts_bytes(tmp_path):
 def test_small_vocab_is_refused(tmp_path):
     with pytest.raises(ValueError, match="at least"):
         train_tokenizer([], tmp_path, TokenizerConfig(vocab_size=100))
+
+
+def _train_small(tmp_path, **cfg):
+    docs = _docs(150).with_columns(pl.concat_str([pl.col("text"), pl.lit("  naïve café 2024 <|sep|>\n\tend")]))
+    docs.write_parquet(tmp_path / "d.parquet")
+    info = train_tokenizer([tmp_path / "d.parquet"], tmp_path / "tok", TokenizerConfig(vocab_size=420, **cfg))
+    return docs, info, load_tokenizer(tmp_path / "tok")
+
+
+@pytest.mark.parametrize("model_type", ["bpe", "unigram"])
+def test_tokenizer_options(tmp_path, model_type):
+    docs, info, sp = _train_small(
+        tmp_path, model_type=model_type, user_defined_symbols=["<|sep|>"], control_symbols=["<|ctl|>"]
+    )
+    assert info["model_type"] == model_type
+    sep = sp.piece_to_id("<|sep|>")
+    assert sep in sp.encode("a <|sep|> b")  # user-defined symbols are single tokens in text
+    assert sp.piece_to_id("<|ctl|>") not in sp.encode("<|ctl|>")  # control symbols only by id
+    assert all(len(sp.encode(d)) == 1 for d in "0123456789")  # digits split
+    text = docs["text"][0] + " 😀 ∮"
+    assert sp.decode(sp.encode(text)) == text  # byte fallback: no <unk>, exact round trip
+    assert (sp.bos_id(), sp.eos_id(), sp.pad_id()) == (1, 2, 3)
+
+
+def test_temperature_sampling_lifts_small_sources(tmp_path):
+    from pipeline.tokenizer import sample_texts, source_budgets
+
+    budgets = source_budgets({"web": 900_000, "book": 100_000}, TokenizerConfig(sample_mb=0.2, temperature=2.0))
+    assert budgets["book"] / sum(budgets.values()) > 0.2  # natural share is 0.1
+    natural = source_budgets({"web": 900_000, "book": 100_000}, TokenizerConfig(sample_mb=0.2, temperature=1.0))
+    assert abs(natural["book"] / sum(natural.values()) - 0.1) < 0.01
+    docs = pl.concat([_docs(300, "web"), _docs(30, "book", seed=1)])
+    docs.write_parquet(tmp_path / "d.parquet")
+    cfg = TokenizerConfig(sample_mb=0.01, seed=4)
+    a, b = sample_texts([tmp_path / "d.parquet"], cfg), sample_texts([tmp_path / "d.parquet"], cfg)
+    assert a["id"].to_list() == b["id"].to_list()  # seeded and stable
+    assert set(a["source"]) == {"web", "book"}
+
+
+def test_hugging_face_tokenizer_gives_the_same_ids(tmp_path):
+    transformers = pytest.importorskip("transformers")
+    docs, _, sp = _train_small(tmp_path, user_defined_symbols=["<|sep|>"])
+    hf = transformers.AutoTokenizer.from_pretrained(str(tmp_path / "tok"))
+    for text in [*docs["text"].head(30), " leading space", "\n\nnewlines\tand tabs", "emoji 🎉"]:
+        assert hf.encode(text, add_special_tokens=False) == sp.encode(text)
+        assert hf.decode(sp.encode(text)) == text
+
+
+def test_token_shards_read_with_polars_pyarrow_and_datasets(tmp_path):
+    import pyarrow.parquet as pq
+
+    docs, _, _ = _train_small(tmp_path)
+    shard = tokenize_docs(docs, tmp_path / "tok", ShardsConfig())
+    shard.write_parquet(tmp_path / "train-00000-000.parquet")
+    assert pl.read_parquet(tmp_path / "train-00000-000.parquet")["n_tokens"].sum() == shard["n_tokens"].sum()
+    assert pq.read_table(tmp_path / "train-00000-000.parquet").num_rows == shard.height
+    datasets = pytest.importorskip("datasets")
+    ds = datasets.load_dataset(
+        "parquet", data_files=str(tmp_path / "train-*.parquet"), split="train", cache_dir=str(tmp_path / "hf")
+    )
+    assert ds.num_rows == shard.height and ds[0]["tokens"] == shard["tokens"][0].to_list()
+
+
+def test_file_parts_bound_tokens_per_file():
+    from pipeline.shards import file_parts
+
+    parts = file_parts(pl.Series([40, 40, 40, 40, 40]), 100)
+    assert parts.to_list() == [0, 0, 0, 1, 1]
+
+
+def test_validation_copies_of_train_text_move_to_train():
+    from pipeline.shards import text_hash_expr
+
+    docs = _docs(40)
+    docs = pl.concat(
+        [
+            docs,
+            docs.head(40).with_columns(
+                pl.format("copy{}", pl.col("id")).alias("id"), pl.col("text").str.to_uppercase()
+            ),
+        ]
+    )
+    docs = docs.with_columns(text_hash_expr())
+    split = assign_split(docs, ShardsConfig(val_fraction=0.2)).join(docs, on="id")
+    val_hashes = set(split.filter(pl.col("split") == "val")["text_hash"])
+    train_hashes = set(split.filter(pl.col("split") == "train")["text_hash"])
+    assert not val_hashes & train_hashes
+    dirty = assign_split(docs, ShardsConfig(val_fraction=0.2, decontaminate_val=False)).join(docs, on="id")
+    assert set(dirty.filter(pl.col("split") == "val")["text_hash"]) & set(
+        dirty.filter(pl.col("split") == "train")["text_hash"]
+    )
