@@ -6,6 +6,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from model.mixture import MixtureSpec
+
 
 def default_ffn_hidden(d_model: int, multiple_of: int = 32) -> int:
     """SwiGLU hidden size: 8/3 * d keeps the FFN's parameters equal to a 4*d GELU MLP."""
@@ -82,6 +84,15 @@ class TrainConfig(BaseModel):
     eval_batches: int = Field(default=20, gt=0, description="max validation batches per source")
     seed: int = 0
     threads: int | None = Field(default=None, gt=0, description="torch CPU threads; None keeps torch's")
+    tie_embeddings: bool = Field(default=True, description="share the token embedding with the output layer")
+    compile: bool = Field(default=False, description="torch.compile the model (worth it on GPU for long runs)")
+    checkpoint_every: int = Field(
+        default=0, ge=0, description="steps between resumable checkpoints in out_dir/checkpoint; 0: none"
+    )
+    resume: bool = Field(default=False, description="continue from out_dir/checkpoint when it exists")
+    mixture: MixtureSpec | None = Field(
+        default=None, description="source weights or token budgets; None samples the train stream as it is"
+    )
 
     @field_validator("preset")
     @classmethod

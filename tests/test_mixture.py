@@ -83,3 +83,30 @@ def test_epochs_cover_every_window_before_repeating():
     windows = s.windows[0]
     seen = {tuple(s.batch(i)[0][0, :8].tolist()) for i in range(windows)}
     assert len(seen) == windows  # one epoch visits each window once
+
+
+def test_trainer_streams_from_a_mixture_and_resumes_exactly(tmp_path):  # FAST uses one torch thread
+    import json
+
+    from model.config import TrainConfig
+    from model.train import train
+    from tests.test_model import FAST, write_shards
+
+    shards = write_shards(tmp_path / "shards", {"train": [40, 40], "val": [20]})
+    cfg = {**FAST, "checkpoint_every": 4, "mixture": {"weights": {"web": 0.8, "code": 0.2}}}
+    full = train(shards, tmp_path / "full", TrainConfig(**cfg))
+    assert set(full["mixture"]) == {"web", "code"}
+    assert full["mixture"]["web"]["tokens"] > 3 * full["mixture"]["code"]["tokens"]
+
+    class Crash(Exception):
+        pass
+
+    def crash(record: dict) -> None:
+        if record.get("kind") == "train" and record["step"] == 6:
+            raise Crash
+
+    with pytest.raises(Crash):
+        train(shards, tmp_path / "cut", TrainConfig(**cfg), log=crash)
+    assert json.loads((tmp_path / "cut" / "checkpoint" / "state.json").read_text())["sampler"]["step"] == 4
+    resumed = train(shards, tmp_path / "cut", TrainConfig(**cfg, resume=True))
+    assert [r["loss"] for r in resumed["train"]] == [r["loss"] for r in full["train"]]

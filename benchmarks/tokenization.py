@@ -4,21 +4,17 @@ Trains a 32k BPE tokenizer on a 20 MB sample of ../shared/data books and code, t
 whole set with `pipeline.shards.tokenize_docs` (all cores) and prints MB/s, plus the held-out
 compression figures beside the offline cl100k_base reference.
 
-Run: .venv/bin/python benchmarks/tokenize.py
+Run: .venv/bin/python benchmarks/tokenization.py
+(Not named tokenize.py: that would shadow the standard library module for every script in this folder.)
 """
 
 from __future__ import annotations
 
 import os
 import sys
-
-# This file's name shadows the standard library's `tokenize` (imported by linecache, polars, ...):
-# drop its folder from the import path before anything else is imported.
-_HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != _HERE]
-import tempfile  # noqa: E402
-import time  # noqa: E402
-from pathlib import Path  # noqa: E402
+import tempfile
+import time
+from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 

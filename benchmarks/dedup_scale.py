@@ -1,0 +1,128 @@
+"""Dedup scaling: time and peak RSS for 10k, 100k and 1M synthetic documents.
+
+Each size runs in its own process, the way the flow runs it: documents are generated shard by shard
+(``--shard-docs``), each shard's signatures are written to Parquet, the global step scans those
+files (one LSH band at a time) and the filter step is applied shard by shard. 5% of documents are
+near copies (a few words changed) of another one, so clusters exist at every size.
+
+    python benchmarks/dedup_scale.py [--sizes 10000,100000,1000000] [--words 80]
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+# benchmarks/ holds scripts named like stdlib modules (tokenize.py): keep it off the import path
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
+
+import argparse  # noqa: E402
+import json  # noqa: E402
+import resource  # noqa: E402
+import subprocess  # noqa: E402
+import tempfile  # noqa: E402
+import time  # noqa: E402
+
+import numpy as np  # noqa: E402
+import polars as pl  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from pipeline.dedup import DedupConfig, apply_duplicates, find_duplicates, signatures  # noqa: E402
+
+_VOCAB = np.array([f"w{i:05d}" for i in range(30_000)])
+
+
+def _shard(index: int, n: int, words: int, seed: int) -> pl.DataFrame:
+    rng = np.random.default_rng([seed, index])
+    toks = rng.integers(0, len(_VOCAB), size=(n, words))
+    dup = rng.random(n) < 0.05  # near copy of the previous document in the shard
+    src = np.maximum(np.arange(n) - 1, 0)
+    toks[dup] = toks[src[dup]]
+    cols = rng.integers(0, words, size=(n, 2))
+    toks[dup, cols[dup, 0]] = rng.integers(0, len(_VOCAB), size=int(dup.sum()))
+    texts = pl.DataFrame({"w": _VOCAB[toks].tolist()}).select(pl.col("w").list.join(" "))["w"]
+    return pl.DataFrame(
+        {
+            "id": [f"s{index:04d}-{i:07d}" for i in range(n)],
+            "text": texts,
+            "source": ["web"] * n,
+        }
+    )
+
+
+def generate(n_docs: int, words: int, shard_docs: int, seed: int, folder: Path) -> None:
+    """Write the document shards (in its own process, so generation does not count in the peak)."""
+    for i in range((n_docs + shard_docs - 1) // shard_docs):
+        _shard(i, min(shard_docs, n_docs - i * shard_docs), words, seed).write_parquet(folder / f"docs-{i:04d}.parquet")
+
+
+def run_size(folder: Path) -> dict:
+    cfg = DedupConfig()
+    docs = sorted(folder.glob("docs-*.parquet"))
+    t0 = time.perf_counter()
+    text_bytes = n_docs = 0
+    paths = []
+    for i, d in enumerate(docs):
+        df = pl.read_parquet(d)
+        text_bytes += int(df["text"].str.len_bytes().sum())
+        n_docs += df.height
+        p = folder / f"sig-{i:04d}.parquet"
+        signatures(df, cfg).write_parquet(p)
+        paths.append(p)
+        del df
+    t1 = time.perf_counter()
+    removed = find_duplicates(pl.concat([pl.scan_parquet(p) for p in paths]), cfg)
+    t2 = time.perf_counter()
+    kept = sum(apply_duplicates(pl.read_parquet(d), removed).kept.height for d in docs)
+    t3 = time.perf_counter()
+    return {
+        "docs": n_docs,
+        "text_mb": round(text_bytes / 1e6, 1),
+        "signatures_s": round(t1 - t0, 2),
+        "clusters_s": round(t2 - t1, 2),
+        "filter_s": round(t3 - t2, 2),
+        "total_s": round(t3 - t0, 2),
+        "mb_per_s": round(text_bytes / 1e6 / (t3 - t0), 2),
+        "removed": removed.height,
+        "kept": kept,
+        "signature_files_mb": round(sum(p.stat().st_size for p in paths) / 1e6, 1),
+        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--sizes", default="10000,100000,1000000")
+    ap.add_argument("--words", type=int, default=80)
+    ap.add_argument("--shard-docs", type=int, default=50_000)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--gen", type=int, default=None, help=argparse.SUPPRESS)  # child: generate
+    ap.add_argument("--one", default=None, help=argparse.SUPPRESS)  # child: dedup one folder
+    args = ap.parse_args()
+    if args.one is not None:
+        if args.gen is not None:
+            generate(args.gen, args.words, args.shard_docs, args.seed, Path(args.one))
+        else:
+            print(json.dumps(run_size(Path(args.one))))
+        return
+    print(
+        "docs | text MB | signatures s | clusters s | filter s | total s | MB/s | removed | sig files MB | peak RSS MB"
+    )
+    for n in [int(x) for x in args.sizes.split(",")]:
+        with tempfile.TemporaryDirectory(prefix="refinery-dedup-scale-") as tmp:
+            gen = [sys.executable, __file__, "--one", tmp, "--gen", str(n), "--words", str(args.words)]
+            subprocess.run([*gen, "--shard-docs", str(args.shard_docs), "--seed", str(args.seed)], check=True)
+            run = subprocess.run([sys.executable, __file__, "--one", tmp], capture_output=True, text=True, check=True)
+        out = run.stdout.strip().splitlines()[-1]
+        r = json.loads(out)
+        print(
+            f"{r['docs']} | {r['text_mb']} | {r['signatures_s']} | {r['clusters_s']} | {r['filter_s']} | "
+            f"{r['total_s']} | {r['mb_per_s']} | {r['removed']} | {r['signature_files_mb']} | {r['peak_rss_mb']}",
+            flush=True,
+        )
+
+
+if __name__ == "__main__":
+    main()

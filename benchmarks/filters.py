@@ -1,0 +1,186 @@
+"""Heuristic filters: ours vs datatrove on the same corpus, in one run.
+
+Both run Gopher repetition + Gopher quality + C4 + FineWeb over the mixed ~20 MB benchmark corpus
+built by ``../shared/bench/make_corpus.py`` (books, web, code, multilingual, wiki). datatrove runs
+through ``../shared/bench/datatrove_filters.py`` (2 tasks, 2 workers, its own venv, built on first use
+and timed separately). Ours runs in this process: read the JSONL, ``apply_filters`` in 1,000-document
+batches (polars on every core), write Parquet: the same read -> filter -> write work.
+
+Agreement: every document is judged by both; overall keep/drop agreement, then per filter family over
+the documents that reached datatrove's filter of that family (datatrove applies them in sequence).
+Our configuration mirrors datatrove's defaults where they differ from the papers (see ``dt_config``).
+
+Run: .venv/bin/python benchmarks/filters.py [--mb 20] [--workdir DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+# replace the script folder on the path: a module there (tokenize.py) would shadow the stdlib one
+sys.path[0] = str(Path(__file__).resolve().parents[1])
+
+import polars as pl  # noqa: E402
+
+from pipeline.filters import FilterConfig, apply_filters, compute_stats, rule_failures  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+BENCH = REPO.parent / "shared" / "bench"
+DATA = REPO.parent / "shared" / "data"
+# datatrove's exclusion-writer folder name -> our rule family
+DT_FAMILIES = {"gopher_rep": "gopher_repetition", "gopher_qual": "gopher_quality", "c4": "c4", "fineweb": "fineweb"}
+TARGET_SPEEDUP, TARGET_AGREEMENT = 10.0, 0.99
+
+
+def dt_config() -> FilterConfig:
+    """Our four families with datatrove's default parameters where they differ from the papers."""
+    return FilterConfig(
+        families=["gopher_quality", "gopher_repetition", "c4", "fineweb"],
+        apply_prose_to=["web"],  # datatrove judges every document as prose; the corpus is loaded as "web"
+        definitions="datatrove",
+        bullet_chars="•-",  # datatrove only counts these two bullets
+        fineweb_max_dup_line_char_frac=0.01,  # datatrove default (the FineWeb paper's text gives 0.1)
+        fineweb_min_line_punct_frac=0.12,
+    )
+
+
+def load(path: Path) -> pl.DataFrame:
+    rows = []
+    with gzip.open(path, "rt", encoding="utf-8") as f:
+        for line in f:
+            d = json.loads(line)
+            rows.append((str(d["id"]), d["text"]))
+    return pl.DataFrame(rows, schema={"id": pl.String, "text": pl.String}, orient="row").with_columns(
+        pl.lit("web").alias("source"), pl.lit(None, dtype=pl.String).alias("url"),
+        pl.col("id").alias("path"), pl.lit("{}").alias("meta"),
+    )
+
+
+def run_ours(corpus: Path, out: Path, cfg: FilterConfig, batch: int = 1000) -> dict:
+    t0 = time.perf_counter()
+    df = load(corpus)
+    kept_ids: list[str] = []
+    out.mkdir(parents=True, exist_ok=True)
+    dropped: dict[str, int] = {}
+    for i in range(0, df.height, batch):
+        res = apply_filters(df.slice(i, batch), cfg)
+        res.kept.write_parquet(out / f"kept-{i // batch:05d}.parquet")
+        res.rejected.write_parquet(out / f"rejected-{i // batch:05d}.parquet")
+        kept_ids += res.kept["id"].to_list()
+        for k, v in res.stats["dropped_by_rule"].items():
+            dropped[k] = dropped.get(k, 0) + v
+    wall = time.perf_counter() - t0
+    mb = df["text"].str.len_bytes().sum() / 1e6
+    return {"wall_s": wall, "docs_in": df.height, "docs_out": len(kept_ids), "mb_in": mb,
+            "docs_per_s": df.height / wall, "mb_per_s": mb / wall, "kept": set(kept_ids), "dropped": dropped}
+
+
+def run_datatrove(corpus: Path, workdir: Path) -> dict:
+    cmd = ["python3", str(BENCH / "datatrove_filters.py"),
+           "--input", str(corpus), "--workdir", str(workdir), "--save-removed"]
+    t0 = time.perf_counter()
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    total = time.perf_counter() - t0
+    if proc.returncode != 0:
+        raise SystemExit(f"datatrove harness failed:\n{proc.stderr[-3000:]}")
+    res = json.loads(proc.stdout.strip().splitlines()[-1])
+    res["harness_total_s"] = total  # includes a first-use venv build, if one happened
+    res["venv_built"] = "creating venv" in proc.stderr
+    removed: dict[str, set[str]] = {}
+    for folder in DT_FAMILIES:
+        ids: set[str] = set()
+        for f in sorted((workdir / "removed" / folder).glob("*.jsonl*")):
+            opener = gzip.open if f.suffix == ".gz" else open
+            with opener(f, "rt", encoding="utf-8") as fh:
+                ids |= {str(json.loads(line)["id"]) for line in fh}
+        removed[folder] = ids
+    res["removed"] = removed
+    return res
+
+
+def agreement(corpus: Path, cfg: FilterConfig, ours_kept: set[str], dt: dict) -> dict:
+    df = load(corpus)
+    fails = rule_failures(compute_stats(df, cfg), cfg)
+    fam_of = {r: next(f for f in cfg.families if _family(r) == f) for r in fails.columns}
+    fam_fail = {f: pl.any_horizontal([pl.col(r) for r in fails.columns if fam_of[r] == f]) for f in cfg.families}
+    fam = pl.concat([df.select("id"), fails.select([e.alias(f) for f, e in fam_fail.items()])], how="horizontal")
+    ids = fam["id"].to_list()
+    dt_removed_all = set().union(*dt["removed"].values())
+    dt_kept = set(ids) - dt_removed_all
+    agree = sum((i in ours_kept) == (i in dt_kept) for i in ids) / len(ids)
+    out = {"overall": agree, "both_keep": len(ours_kept & dt_kept), "only_ours_keep": len(ours_kept - dt_kept),
+           "only_dt_keep": len(dt_kept - ours_kept), "families": {}}
+    reached = set(ids)
+    for folder, family in DT_FAMILIES.items():  # datatrove's order
+        sub = fam.filter(pl.col("id").is_in(list(reached)))
+        ours_fail = dict(zip(sub["id"].to_list(), sub[family].to_list(), strict=True))
+        theirs = dt["removed"][folder]
+        n = len(ours_fail)
+        same = sum(v == (i in theirs) for i, v in ours_fail.items())
+        out["families"][family] = {
+            "docs": n, "agreement": same / max(n, 1),
+            "ours_drop": sum(ours_fail.values()), "dt_drop": len(theirs & reached),
+            "only_ours_drop": sum(v and i not in theirs for i, v in ours_fail.items()),
+            "only_dt_drop": sum((not v) and i in theirs for i, v in ours_fail.items()),
+        }
+        reached -= theirs
+    return out
+
+
+def _family(rule: str) -> str:
+    for prefix, fam in (("gopher_", "gopher_quality"), ("rep_", "gopher_repetition"), ("c4_", "c4"),
+                        ("fineweb_", "fineweb")):
+        if rule.startswith(prefix):
+            return fam
+    return "other"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--mb", type=float, default=20)
+    ap.add_argument("--workdir", type=Path, default=Path(os.environ.get("BENCH_HOME", Path.home() / ".cache" /
+                                                                        "refinery-bench")) / "filters")
+    args = ap.parse_args()
+    if not DATA.is_dir() or not BENCH.is_dir():
+        print(f"skipped: {DATA} or {BENCH} not found")
+        return
+    args.workdir.mkdir(parents=True, exist_ok=True)
+    corpus = args.workdir / f"corpus-{args.mb:g}mb.jsonl.gz"
+    if not corpus.exists():
+        t = time.perf_counter()
+        subprocess.run(["python3", str(BENCH / "make_corpus.py"), "--mb", str(args.mb), "--out", str(corpus)],
+                       check=True, capture_output=True)
+        print(f"corpus built in {time.perf_counter() - t:.1f} s: {corpus}")
+    cfg = dt_config()
+    ours = run_ours(corpus, args.workdir / "ours", cfg)
+    dt = run_datatrove(corpus, args.workdir / "datatrove")
+    ag = agreement(corpus, cfg, ours["kept"], dt)
+
+    mb = ours["mb_in"]
+    print(f"corpus: {ours['docs_in']:,} docs, {mb:.1f} MB of text, {os.cpu_count()} cores")
+    print(f"  {'tool':<10} {'wall s':>8} {'docs/s':>9} {'MB/s':>7} {'kept':>6}")
+    print(f"  {'refinery':<10} {ours['wall_s']:8.2f} {ours['docs_per_s']:9.1f} {ours['mb_per_s']:7.2f} "
+          f"{ours['docs_out']:6d}")
+    print(f"  {'datatrove':<10} {dt['wall_s']:8.2f} {dt['docs_per_s']:9.1f} {dt['mb_per_s']:7.2f} "
+          f"{dt['docs_out']:6d}")
+    speed = dt["wall_s"] / ours["wall_s"]
+    print(f"  datatrove harness total {dt['harness_total_s']:.1f} s (venv built this run: {dt['venv_built']})")
+    print(f"speed-up: {speed:.1f}x (target >= {TARGET_SPEEDUP:g}x) {'OK' if speed >= TARGET_SPEEDUP else 'MISSED'}")
+    print(f"keep/drop agreement: {ag['overall']:.4f} (target >= {TARGET_AGREEMENT}) "
+          f"{'OK' if ag['overall'] >= TARGET_AGREEMENT else 'MISSED'}; both keep {ag['both_keep']}, "
+          f"only we keep {ag['only_ours_keep']}, only datatrove keeps {ag['only_dt_keep']}")
+    for fam, a in ag["families"].items():
+        print(f"  {fam:<18} docs {a['docs']:5d} agreement {a['agreement']:.4f} drops ours {a['ours_drop']:4d} "
+              f"datatrove {a['dt_drop']:4d} (only ours {a['only_ours_drop']}, only datatrove {a['only_dt_drop']})")
+    print("our drops by first failing rule:", json.dumps(ours["dropped"]))
+
+
+if __name__ == "__main__":
+    main()
