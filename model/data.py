@@ -142,3 +142,38 @@ def eval_batches(
         starts = torch.arange(b, min(b + batch_size, n_windows)) * seq_len
         window = t[starts[:, None] + offsets].long()
         yield window[:, :-1], window[:, 1:]
+
+
+def source_bytes(shards_dir: Path, split: str, manifest: Manifest, stream: SplitStream) -> dict[str, float] | None:
+    """UTF-8 bytes per stream token for each source (bos/eos count as tokens of zero bytes), for
+    bits per byte. Read from the shards' ``n_bytes`` column; older shards without it are decoded
+    with the sentencepiece model the manifest names. None when neither is available."""
+    files = sorted(Path(shards_dir).glob(f"{split}-*.parquet"))
+    totals: dict[str, int] = {}
+    sp = None
+    for f in files:
+        names = pq.read_schema(f).names
+        if "n_bytes" in names:
+            table = pq.read_table(f, columns=["source", "n_bytes"])
+            n_bytes = table.column("n_bytes").fill_null(0).to_pylist()
+        else:
+            if sp is None:
+                sp = _load_sentencepiece(Path(shards_dir), manifest)
+                if sp is None:
+                    return None
+            table = pq.read_table(f, columns=["source", "tokens"])
+            docs = table.column("tokens").to_pylist()
+            n_bytes = [len(sp.decode([int(t) for t in doc or []]).encode()) for doc in docs]
+        for source, n in zip(table.column("source").fill_null("other").to_pylist(), n_bytes, strict=True):
+            totals[source] = totals.get(source, 0) + int(n)
+    per_source = stream.by_source()
+    return {s: totals[s] / len(per_source[s]) for s in per_source if totals.get(s) and len(per_source[s])}
+
+
+def _load_sentencepiece(shards_dir: Path, manifest: Manifest):
+    path = shards_dir / manifest.tokenizer if manifest.tokenizer else None
+    if path is None or not path.is_file():
+        return None
+    import sentencepiece as spm
+
+    return spm.SentencePieceProcessor(model_file=str(path))

@@ -17,9 +17,20 @@ def load_model(run_dir: Path, device: str | torch.device = "cpu") -> tuple[Trans
     run_dir = Path(run_dir)
     cfg = ModelConfig(**json.loads((run_dir / "config.json").read_text())["model"])
     model = Transformer(cfg)
-    state = load_file(run_dir / "model.safetensors")
+    state = _fuse_legacy(load_file(run_dir / "model.safetensors"))
     if cfg.tie_embeddings:
         # Saved once; both names point at the same parameter, so loading it twice is harmless.
         state["lm_head.weight"] = state["tok_emb.weight"]
     model.load_state_dict(state, strict=True)
     return model.to(device).eval(), cfg
+
+
+def _fuse_legacy(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Checkpoints from before q/k/v and gate/up were fused hold them as separate matrices."""
+    for key in [k for k in state if k.endswith("attn.wq.weight")]:
+        p = key[: -len("wq.weight")]
+        state[p + "wqkv.weight"] = torch.cat([state.pop(p + n) for n in ("wq.weight", "wk.weight", "wv.weight")])
+    for key in [k for k in state if k.endswith("ffn.w_gate.weight")]:
+        p = key[: -len("w_gate.weight")]
+        state[p + "w_gate_up.weight"] = torch.cat([state.pop(p + "w_gate.weight"), state.pop(p + "w_up.weight")])
+    return state

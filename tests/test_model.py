@@ -21,11 +21,12 @@ from model.train import lr_at, save_checkpoint, train
 VOCAB, BOS, EOS, PAD = 64, 1, 2, 0
 
 
-def write_shards(root: Path, docs_per_split: dict[str, list[int]], seed: int = 0) -> Path:
+def write_shards(root: Path, docs_per_split: dict[str, list[int]], seed: int = 0, n_bytes: bool = False) -> Path:
     """Token shards like pipeline/shards.py writes: ``{split}-NNNNN.parquet`` + manifest.json.
 
     ``docs_per_split`` maps split -> document counts per file; sources alternate web/code and
-    the two sources draw from different token ranges so they have different losses.
+    the two sources draw from different token ranges so they have different losses. With
+    ``n_bytes``, each document also gets an ``n_bytes`` column of 3 bytes per token.
     """
     rng = np.random.default_rng(seed)
     list_types = (pa.list_(pa.uint16()), pa.large_list(pa.uint32()))
@@ -52,6 +53,8 @@ def write_shards(root: Path, docs_per_split: dict[str, list[int]], seed: int = 0
                     "tokens": pa.array([t.tolist() for t in tokens], list_types[i % 2]),
                 }
             )
+            if n_bytes:
+                table = table.append_column("n_bytes", pa.array([3 * len(t) for t in tokens], pa.int64()))
             pq.write_table(table, root / f"{split}-{i:05d}.parquet")
         splits[split] = {"files": len(per_file), "docs": sum(per_file), "tokens": n_tok}
     manifest = {
@@ -103,7 +106,7 @@ def test_forward_shapes_and_gqa(n_kv_head: int) -> None:
     assert loss is not None and loss.ndim == 0
     # Small init: the untrained model is close to uniform over the vocabulary.
     assert abs(loss.item() - np.log(VOCAB)) < 0.5
-    assert model.blocks[0].attn.wk.weight.shape == (n_kv_head * 16, 64)
+    assert model.blocks[0].attn.wqkv.weight.shape == ((4 + 2 * n_kv_head) * 16, 64)
 
 
 def test_causal_masking() -> None:
@@ -260,6 +263,27 @@ def test_save_load_round_trip(shards: Path, tmp_path: Path, tied: bool) -> None:
     loaded, cfg = load_model(tmp_path)
     assert cfg == model.cfg
     assert (loaded.lm_head.weight is loaded.tok_emb.weight) == tied
+    idx = torch.randint(0, VOCAB, (2, 32))
+    with torch.no_grad():
+        assert torch.equal(model(idx)[0], loaded(idx)[0])
+
+
+def test_loads_checkpoints_with_unfused_projections(shards: Path, tmp_path: Path) -> None:
+    """Model folders written before q/k/v and gate/up were fused still load."""
+    from safetensors.torch import save_file
+
+    torch.manual_seed(0)
+    model = Transformer(tiny_cfg()).eval()
+    save_checkpoint(model, tmp_path, TrainConfig(), read_manifest(shards))
+    state = load_file(tmp_path / "model.safetensors")
+    for i in range(2):
+        p = f"blocks.{i}."
+        q, k, v = state.pop(p + "attn.wqkv.weight").split([64, 32, 32])
+        gate, up = state.pop(p + "ffn.w_gate_up.weight").chunk(2)
+        state |= {p + "attn.wq.weight": q, p + "attn.wk.weight": k, p + "attn.wv.weight": v}
+        state |= {p + "ffn.w_gate.weight": gate.contiguous(), p + "ffn.w_up.weight": up.contiguous()}
+    save_file({k: v.contiguous() for k, v in state.items()}, tmp_path / "model.safetensors")
+    loaded, _ = load_model(tmp_path)
     idx = torch.randint(0, VOCAB, (2, 32))
     with torch.no_grad():
         assert torch.equal(model(idx)[0], loaded(idx)[0])

@@ -1,0 +1,105 @@
+"""`refinery generate` and `refinery export-hf`: use a trained model folder (DIR/model)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+
+def _find_tokenizer(model_dir: Path) -> Path:
+    """The model folder's own copy, else the path its config names, else the run's tokenizer/."""
+    candidates = [model_dir / "tokenizer.model", model_dir.parent / "tokenizer" / "tokenizer.model"]
+    config = model_dir / "config.json"
+    if config.is_file():
+        tok = json.loads(config.read_text()).get("vocab", {}).get("tokenizer")
+        if tok:
+            candidates.insert(1, Path(tok))
+    for path in candidates:
+        if path.is_file():
+            return path
+    raise typer.BadParameter(f"no tokenizer.model found for {model_dir}", param_hint="--model")
+
+
+def register(app: typer.Typer) -> None:
+    @app.command()
+    def generate(
+        model: Annotated[Path, typer.Option("--model", help="a trained model folder, e.g. runs/sample/model")],
+        prompt: Annotated[str, typer.Option("--prompt", help="text to continue")] = "",
+        max_new_tokens: Annotated[int, typer.Option("--max-new-tokens", min=1)] = 64,
+        min_new_tokens: Annotated[int, typer.Option("--min-new-tokens", min=0, help="no eos before this")] = 1,
+        greedy: Annotated[bool, typer.Option("--greedy", help="always take the most likely token")] = False,
+        temperature: Annotated[float, typer.Option("--temperature", min=0.0, help="0 means greedy")] = 1.0,
+        top_k: Annotated[int | None, typer.Option("--top-k", min=1)] = None,
+        top_p: Annotated[float | None, typer.Option("--top-p", min=0.0, max=1.0)] = None,
+        repetition_penalty: Annotated[float, typer.Option("--repetition-penalty", min=0.0)] = 1.0,
+        frequency_penalty: Annotated[float, typer.Option("--frequency-penalty")] = 0.0,
+        presence_penalty: Annotated[float, typer.Option("--presence-penalty")] = 0.0,
+        beams: Annotated[int, typer.Option("--beams", min=1, help="> 1: beam search")] = 1,
+        length_penalty: Annotated[float, typer.Option("--length-penalty")] = 1.0,
+        stop: Annotated[list[str] | None, typer.Option("--stop", help="stop sequence (repeatable)")] = None,
+        seed: Annotated[int, typer.Option("--seed")] = 0,
+    ) -> None:
+        """Continue PROMPT with a trained model."""
+        import sentencepiece as spm
+
+        from model.generate import GenerationConfig, sample_text
+        from model.load import load_model
+
+        if not (model / "config.json").is_file():
+            raise typer.BadParameter(f"{model} has no config.json", param_hint="--model")
+        net, _ = load_model(model)
+        sp = spm.SentencePieceProcessor(model_file=str(_find_tokenizer(model)))
+        cfg = GenerationConfig(
+            max_new_tokens=max_new_tokens,
+            min_new_tokens=min_new_tokens,
+            greedy=greedy,
+            temperature=temperature,
+            top_k=top_k,
+            top_p=top_p,
+            repetition_penalty=repetition_penalty,
+            frequency_penalty=frequency_penalty,
+            presence_penalty=presence_penalty,
+            num_beams=beams,
+            length_penalty=length_penalty,
+            seed=seed,
+        )
+        typer.echo(prompt + sample_text(net, sp, prompt, cfg, stop or []))
+
+    @app.command("export-hf")
+    def export_hf_cmd(
+        model: Annotated[Path, typer.Option("--model", help="a trained model folder")],
+        out: Annotated[Path, typer.Option("--out", help="folder for the LlamaForCausalLM files")],
+    ) -> None:
+        """Write a Hugging Face LlamaForCausalLM folder (config, safetensors, tokenizer)."""
+        from model.hf_export import export_hf
+
+        try:
+            tokenizer = _find_tokenizer(model)
+        except typer.BadParameter:
+            tokenizer = None  # the weights still export; HF users bring their own tokenizer
+        export_hf(model, out, tokenizer)
+        typer.echo(f"wrote {out}")
+
+    @app.command("model-presets")
+    def model_presets(
+        vocab_size: Annotated[int, typer.Option("--vocab-size", min=1)] = 8000,
+        untied: Annotated[bool, typer.Option("--untied", help="separate output layer")] = False,
+    ) -> None:
+        """Print each model preset's shape and parameter count."""
+        import torch
+
+        from model.config import PRESETS, ModelConfig
+        from model.model import Transformer
+
+        for name in PRESETS:
+            cfg = ModelConfig.from_preset(name, vocab_size=vocab_size, tie_embeddings=not untied)
+            with torch.device("meta"):  # count without allocating
+                net = Transformer(cfg)
+            typer.echo(
+                f"{name:6s} layers={cfg.n_layer:<3d} d={cfg.d_model:<4d} heads={cfg.n_head}/{cfg.n_kv_head} "
+                f"ffn={cfg.ffn_hidden:<5d} params={net.num_parameters() / 1e6:7.2f}M "
+                f"(non-embedding {net.num_parameters(exclude_embeddings=True) / 1e6:.2f}M)"
+            )
