@@ -1,29 +1,34 @@
-"""PII removal: e-mail addresses, phone numbers, IP addresses and credit-card numbers -> placeholders.
+"""PII and secrets removal, on presidio-analyzer, offline (its no-op NLP engine: no model is loaded).
 
-Presidio does the recognition, but it is slow on long texts (the phone recognizer runs libphonenumber's
-matcher once per region over the whole text). So the stage works in three steps:
+Found: e-mail addresses, phone numbers (libphonenumber, several regions), IPv4/IPv6 addresses, credit cards
+(Luhn), IBANs (mod 97), US SSNs (presidio's recognizers), and, with Refinery's own presidio recognizers
+(``pipeline/pii_recognizers.py``), cloud keys, GitHub/GitLab/Slack tokens, private-key blocks, JWTs,
+``password=`` values and the ``user:pass`` of URLs.
+
+Presidio is slow on long texts (the phone recognizer runs libphonenumber's matcher once per region over the
+whole text), so the stage works in three steps:
 
 1. a vectorised polars pass (``str.contains`` with one cheap, over-inclusive regex per entity type) picks
    the documents that may hold PII and, per document, the entity types worth looking for;
-2. for those documents only, the same regexes locate candidate spans; each is padded and widened to
-   whitespace, and presidio's ``analyze`` runs once per document on the joined windows, with only the
-   recognizers whose pre-check matched;
+2. for those documents only, regexes locate candidate spans; each is padded and widened to whitespace, and
+   per entity type the windows of all documents of the batch are joined into a few presidio calls;
 3. results are mapped back to document offsets, re-scored with guards against known false positives
-   (version numbers, dates, ISBNs, UUID/hex fragments, bare integer constants), overlaps are resolved
-   (higher score, then longer span) and spans are replaced right to left.
-
-The stage rewrites text and rejects nothing.
+   (version numbers, dates, ISBNs, UUID/hex fragments, integer constants, netmasks, page ranges, ZIP+4,
+   placeholder passwords), overlaps are resolved (specific types first, then score, then length) and spans
+   are replaced under each type's policy: placeholder, mask, salted hash, or drop the document.
 """
 
 from __future__ import annotations
 
 import bisect
+import hashlib
+import ipaddress
 import json
 import logging
 import os
 import re
 from functools import lru_cache
-from typing import Any
+from typing import Any, Literal
 
 # tldextract (used by presidio's e-mail recognizer) would otherwise try to download the public suffix
 # list; with no URLs it uses the snapshot bundled with the package. Must be set before importing presidio.
@@ -31,27 +36,60 @@ os.environ.setdefault("TLDEXTRACT_PUBLIC_SUFFIX_LIST_URLS", "")
 
 import polars as pl  # noqa: E402
 from presidio_analyzer import AnalyzerEngine, RecognizerRegistry, RecognizerResult  # noqa: E402
+from presidio_analyzer.context_aware_enhancers import ContextAwareEnhancer  # noqa: E402
 from presidio_analyzer.nlp_engine import NlpEngineProvider  # noqa: E402
 from presidio_analyzer.predefined_recognizers import (  # noqa: E402
     CreditCardRecognizer,
     EmailRecognizer,
+    IbanRecognizer,
     IpRecognizer,
     PhoneRecognizer,
+    UsSsnRecognizer,
 )
 from pydantic import BaseModel, ConfigDict, Field, model_validator  # noqa: E402
 
-from pipeline.schema import SOURCES, StageResult, empty_rejected  # noqa: E402
+from pipeline.pii_recognizers import SECRET_PATTERNS, SecretRecognizer  # noqa: E402
+from pipeline.schema import SOURCES, StageResult, empty_rejected, to_rejected  # noqa: E402
 
 STAGE = "pii"
 
-SUPPORTED_ENTITIES = ("EMAIL_ADDRESS", "PHONE_NUMBER", "IP_ADDRESS", "CREDIT_CARD")
+# Presidio's own recognizers (offline, regex + checksum) first, then Refinery's secret recognizers.
+PRESIDIO_ENTITIES = ("EMAIL_ADDRESS", "PHONE_NUMBER", "IP_ADDRESS", "CREDIT_CARD", "IBAN_CODE", "US_SSN")
+SECRET_ENTITIES = tuple(SECRET_PATTERNS)
+SUPPORTED_ENTITIES = PRESIDIO_ENTITIES + SECRET_ENTITIES
 
 DEFAULT_PLACEHOLDERS = {
     "EMAIL_ADDRESS": "<EMAIL>",
     "PHONE_NUMBER": "<PHONE>",
     "IP_ADDRESS": "<IP>",
     "CREDIT_CARD": "<CREDIT_CARD>",
+    "IBAN_CODE": "<IBAN>",
+    "US_SSN": "<SSN>",
+    "URL_CREDENTIALS": "<CREDENTIALS>",
+    "AWS_ACCESS_KEY": "<AWS_KEY>",
+    "GITHUB_TOKEN": "<GITHUB_TOKEN>",
+    "GITLAB_TOKEN": "<GITLAB_TOKEN>",
+    "SLACK_TOKEN": "<SLACK_TOKEN>",
+    "PRIVATE_KEY": "<PRIVATE_KEY>",
+    "JWT": "<JWT>",
+    "PASSWORD": "<PASSWORD>",
 }
+
+Policy = Literal["placeholder", "mask", "hash", "drop"]
+
+# Address ranges that ``keep_ip_ranges`` can exempt from replacement.
+IP_RANGES: dict[str, tuple[str, ...]] = {
+    "private": ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10", "fc00::/7"),
+    "loopback": ("127.0.0.0/8", "::1/128"),
+    "documentation": ("192.0.2.0/24", "198.51.100.0/24", "203.0.113.0/24", "2001:db8::/32"),
+    "link_local": ("169.254.0.0/16", "fe80::/10"),
+}
+IpRange = Literal["private", "loopback", "documentation", "link_local"]
+
+# Overlaps are resolved by this rank first (lower wins), then score: a specific, validated shape (a key,
+# an IBAN, the credentials of a URL) beats a generic one (an e-mail inside "user:pass@host", a phone-like
+# digit run inside an SSN or a card number).
+_RANK = {"PHONE_NUMBER": 2, "EMAIL_ADDRESS": 1, "IP_ADDRESS": 1, "PERSON": 3, "LOCATION": 3}
 
 # Pre-check regexes: a superset of what presidio's recognizers can match, written in the syntax shared by
 # Rust's regex crate (polars) and Python's ``re`` (window search), so both passes agree.
@@ -66,6 +104,11 @@ CANDIDATE_PATTERNS: dict[str, str] = {
     ),
     # 13-19 digits in presidio's card layout (4 groups, optional space/dash separators)
     "CREDIT_CARD": r"\d{4}[ \-]?\d{3,4}[ \-]?\d{3,4}[ \-]?\d{3,5}",
+    # two capitals, two check digits, a 4-character group (presidio then validates the mod-97 checksum)
+    "IBAN_CODE": r"[A-Z]{2}\d{2} ?[A-Z0-9]{4}",
+    # 3-2-4 digits with one separator kind (presidio's "medium" SSN pattern; bare 9-digit runs score 0.05)
+    "US_SSN": r"\d{3}[- .]\d{2}[- .]\d{4}",
+    **{e: p.candidate for e, p in SECRET_PATTERNS.items()},
 }
 # Per-document window search (Python ``re``, candidate documents only): the same candidates split into
 # alternatives that start at a rare literal where possible, since ``re`` has no inner-literal scan. They
@@ -80,6 +123,14 @@ _WINDOW_RES: dict[str, list[re.Pattern[str]]] = {
         re.compile(r":[0-9A-Fa-f]{1,4}:[0-9A-Fa-f]{1,4}:[0-9A-Fa-f]"),
     ],
     "CREDIT_CARD": [re.compile(CANDIDATE_PATTERNS["CREDIT_CARD"])],
+    "IBAN_CODE": [re.compile(CANDIDATE_PATTERNS["IBAN_CODE"])],
+    "US_SSN": [re.compile(CANDIDATE_PATTERNS["US_SSN"])],
+    # secrets: the cheap pre-check (a token's prefix, a key word, "://user:pass@"); the window is then
+    # widened to whitespace, which tokens do not hold. Private-key blocks and JWTs hold more than a window's
+    # pad, so their windows come from the recognizer's own regex.
+    **{e: [re.compile(p.candidate)] for e, p in SECRET_PATTERNS.items()},
+    "PRIVATE_KEY": [re.compile(SECRET_PATTERNS["PRIVATE_KEY"].regex)],
+    "JWT": [re.compile(SECRET_PATTERNS["JWT"].regex)],
 }
 
 # Window around a candidate handed to presidio: (pad, widen-to-whitespace limit) per entity type. The
@@ -87,8 +138,21 @@ _WINDOW_RES: dict[str, list[re.Pattern[str]]] = {
 # already hold every digit and only need a "+" or "(" before them, and small windows keep libphonenumber
 # from scanning the digit-heavy neighbourhood (tables, code). Windows are joined with a blank line,
 # which none of the recognizers match across.
-_WINDOW_PAD = {"EMAIL_ADDRESS": (64, 200), "PHONE_NUMBER": (4, 24), "IP_ADDRESS": (40, 64), "CREDIT_CARD": (2, 24)}
+_WINDOW_PAD = {
+    "EMAIL_ADDRESS": (64, 200),
+    "PHONE_NUMBER": (4, 24),
+    "IP_ADDRESS": (40, 64),
+    "CREDIT_CARD": (2, 24),
+    "IBAN_CODE": (40, 16),  # an IBAN written in groups of four holds spaces: pad past its end
+    "US_SSN": (2, 16),
+    **{e: (2, 300) for e in SECRET_PATTERNS},
+    "PASSWORD": (24, 140),  # the window starts at the key word: take its prefix (DB_) and the whole value
+    "URL_CREDENTIALS": (24, 40),  # ... and at "://": take the scheme
+}
 _JOIN = "\n\n"
+# Windows of many documents are joined into one presidio call of at most this many characters: presidio's
+# per-call overhead (NLP artifacts, context enhancement, result sorting) then counts once per batch.
+_BATCH_CHARS = 200_000
 
 # Score given to phone matches written with a "+", brackets or separators: libphonenumber already
 # validated them for a region, but presidio's base score (0.4) is meant to be lifted by context words,
@@ -103,11 +167,17 @@ _VERSION_BEFORE = re.compile(
     r"|\bupgraded?\s+to|\bbump(?:ed|s)?\s+to|\bsections?|\bchapters?|§|\bfig(?:ure)?\.?|\btable)\s*[:=#]?\s*$"
     r"|(?:==|>=|<=|~=|!=|\^|~>)\s*$"  # dependency pins: pkg==1.2.3.4
 )
-_VERSION_AFTER = re.compile(r"(?i)^\s*(?:release|version|build|changelog|tag)\b")
+_VERSION_AFTER = re.compile(
+    r"(?i)^\s*(?:release|version|build|changelog|tag)\b"
+    r"|^\]?\s*[(\-\u2013\u2014/]?\s*\(?\d{4}-\d{2}-\d{2}"  # changelog entry: "4.2.1.0 (2021-03-04)"
+)
+_HEADING_BEFORE = re.compile(r"(?:^|\n)#{1,6}[ \t]*\[?v?$")  # "## 4.2.1.0": a Markdown release heading
 _ISBN_BEFORE = re.compile(r"(?i)\bisbn(?:-1[03])?\b[^\n]{0,32}$")
 _DIGIT_BEFORE = re.compile(r"\d[ \-.]$")
 _DIGIT_AFTER = re.compile(r"[ \-.:]\d")
 _MONTH_BEFORE = re.compile(r"(?i)\b(?:jan|feb|mar|apr|may|jun|jul|aug|sep|sept|oct|nov|dec)[a-z]*\.?\s*$")
+_ZIP4 = re.compile(r"^\d{5}-\d{4}$")
+_STATE_BEFORE = re.compile(r"\b[A-Z]{2}\s+$")
 _DECIMAL = re.compile(r"^\d+[.,]\d+$")
 _DATE_PREFIX = re.compile(r"(?:\d{4}[-./]\d{1,2}[-./]\d{1,2}|\d{1,2}[-./]\d{1,2}[-./]\d{4}|\d{4}[-/]\d{4})(?!\d)")
 _DATE = re.compile(
@@ -116,23 +186,43 @@ _DATE = re.compile(
 
 
 class PiiConfig(BaseModel):
-    """Which PII to replace, with what, and where."""
+    """Which PII to find, what to do with each type, and where."""
 
     model_config = ConfigDict(extra="forbid")
 
     entities: list[str] = Field(default_factory=lambda: list(SUPPORTED_ENTITIES))
     # entity -> replacement token; entities missing here fall back to "<ENTITY_TYPE>"
     placeholders: dict[str, str] = Field(default_factory=lambda: dict(DEFAULT_PLACEHOLDERS))
+    # what happens to a finding: "placeholder" (typed token, e.g. <EMAIL>), "mask" (letters and digits ->
+    # mask_char, separators kept), "hash" (<EMAIL:1f0c9a2b7e4d>: salted, the same value gives the same token
+    # in every document), "drop" (placeholder, and the document is rejected when it holds more than
+    # drop_above findings of "drop" types)
+    policy: Policy = "placeholder"
+    policies: dict[str, Policy] = Field(default_factory=dict)  # per entity type, overrides ``policy``
+    hash_salt: str = "refinery"  # set a private salt per corpus; without it hashes can be brute-forced
+    mask_char: str = Field(default="*", min_length=1, max_length=1)
+    drop_above: int = Field(default=0, ge=0)
     # regions libphonenumber tries for numbers written without "+country code"
     phone_regions: list[str] = Field(default_factory=lambda: ["US", "GB", "DE", "FR", "IN"])
-    # final (re-scored) result score needed to replace a span; e-mails and Luhn-valid cards score 1.0,
-    # IPs 0.6, formatted phones 0.6, bare digit runs 0.4 (0.75 after a phone word)
+    # IP ranges left as they are in prose (web, book, other) and in code: in source code, private, loopback,
+    # documentation and link-local addresses are test fixtures, defaults and examples, not anyone's address
+    keep_ip_ranges: list[IpRange] = Field(default_factory=list)
+    keep_ip_ranges_in_code: list[IpRange] = Field(
+        default_factory=lambda: ["private", "loopback", "documentation", "link_local"]
+    )
+    # final (re-scored) result score needed to replace a span; e-mails, Luhn-valid cards, IBANs and secrets
+    # score 1.0, IPs 0.6, formatted phones 0.6, SSNs 0.5, bare digit runs 0.4 (0.75 after a phone word)
     score_threshold: float = 0.5
+    # Optional names and places: a spaCy model package (e.g. "en_core_web_sm") that must be installed
+    # separately; off by default. Every applicable document then goes through the model (no pre-check),
+    # about a thousand times slower than the rest of the stage; see docs/PII.md.
+    ner_model: str | None = None
+    ner_entities: list[Literal["PERSON", "LOCATION"]] = Field(default_factory=lambda: ["PERSON", "LOCATION"])
     apply_to_sources: list[str] = Field(default_factory=lambda: ["web", "book", "code", "other"])
 
     @model_validator(mode="after")
     def _check(self) -> PiiConfig:
-        unknown = [e for e in self.entities if e not in SUPPORTED_ENTITIES]
+        unknown = [e for e in [*self.entities, *self.policies] if e not in SUPPORTED_ENTITIES]
         if unknown:
             raise ValueError(f"unsupported PII entities {unknown}; supported: {list(SUPPORTED_ENTITIES)}")
         bad_sources = [s for s in self.apply_to_sources if s not in SOURCES]
@@ -142,6 +232,20 @@ class PiiConfig(BaseModel):
 
     def placeholder(self, entity: str) -> str:
         return self.placeholders.get(entity, f"<{entity}>")
+
+    def policy_for(self, entity: str) -> Policy:
+        return self.policies.get(entity, self.policy)
+
+    def replacement(self, entity: str, value: str) -> str:
+        """The text that replaces ``value`` (a finding of ``entity``) under this config's policy."""
+        policy = self.policy_for(entity)
+        if policy == "mask":
+            return "".join(self.mask_char if c.isalnum() else c for c in value)
+        token = self.placeholder(entity)
+        if policy == "hash":
+            digest = hashlib.blake2b(value.encode(), key=self.hash_salt.encode()[:64], digest_size=6).hexdigest()
+            return f"{token[:-1]}:{digest}>" if token.startswith("<") and token.endswith(">") else f"{token}:{digest}"
+        return token
 
 
 @lru_cache(maxsize=8)
@@ -156,9 +260,47 @@ def _build_analyzer(entities: tuple[str, ...], phone_regions: tuple[str, ...]) -
         "PHONE_NUMBER": lambda: PhoneRecognizer(supported_regions=phone_regions),
         "IP_ADDRESS": IpRecognizer,
         "CREDIT_CARD": CreditCardRecognizer,
+        "IBAN_CODE": IbanRecognizer,
+        "US_SSN": UsSsnRecognizer,
+        **{e: (lambda p=p: SecretRecognizer(p)) for e, p in SECRET_PATTERNS.items()},
     }
     registry = RecognizerRegistry(recognizers=[makers[e]() for e in entities], supported_languages=["en"])
-    return AnalyzerEngine(nlp_engine=nlp, registry=registry, supported_languages=["en"])
+    return AnalyzerEngine(
+        nlp_engine=nlp, registry=registry, supported_languages=["en"], context_aware_enhancer=_NoContext()
+    )
+
+
+class _NoContext(ContextAwareEnhancer):
+    """Presidio's default enhancer boosts scores by context lemmas, which the no-op NLP engine never produces;
+    it would only deep-copy every result. Context words are applied by ``_score`` instead."""
+
+    def __init__(self) -> None:
+        super().__init__(0.0, 0.0, 0, 0)
+
+    def enhance_using_context(self, text, raw_results, nlp_artifacts, recognizers, context=None):  # type: ignore[no-untyped-def]  # noqa: ANN001
+        return raw_results
+
+
+# spaCy labels that presidio would map to entities we do not replace (organisations, dates, numbers).
+_NER_IGNORE = ["ORG", "DATE", "TIME", "CARDINAL", "ORDINAL", "MONEY", "PERCENT", "QUANTITY", "NORP", "WORK_OF_ART",
+               "LAW", "LANGUAGE", "EVENT", "PRODUCT", "FAC"]  # fmt: skip
+
+
+@lru_cache(maxsize=2)
+def _build_ner_analyzer(model: str) -> AnalyzerEngine:
+    import importlib.util
+
+    # Fail here rather than let presidio download the model at run time (nothing is fetched during a run).
+    if importlib.util.find_spec("spacy") is None or importlib.util.find_spec(model) is None:
+        raise RuntimeError(f"pii.ner_model={model!r} needs spaCy and the model package {model!r} installed")
+    nlp = NlpEngineProvider(
+        nlp_configuration={
+            "nlp_engine_name": "spacy",
+            "models": [{"lang_code": "en", "model_name": model}],
+            "ner_model_configuration": {"labels_to_ignore": _NER_IGNORE},
+        }
+    ).create_engine()
+    return AnalyzerEngine(nlp_engine=nlp, supported_languages=["en"])
 
 
 def get_analyzer(cfg: PiiConfig) -> AnalyzerEngine:
@@ -201,9 +343,55 @@ def _looks_like_isbn(span: str) -> bool:
     return len(groups) in (4, 5) and all(g.isalnum() for g in groups) and _isbn_checksum("".join(groups))
 
 
-def _score(entity: str, text: str, start: int, end: int, score: float, source: str) -> float:
+@lru_cache(maxsize=32)
+def _networks(ranges: tuple[str, ...]) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+    return tuple(ipaddress.ip_network(n) for r in ranges for n in IP_RANGES[r])
+
+
+def _kept_ip(span: str, keep: tuple[str, ...]) -> bool:
+    """True when the address lies in one of the ``keep_ip_ranges``."""
+    try:
+        addr = ipaddress.ip_address(span.split("/")[0].split("%")[0])
+    except ValueError:
+        return False
+    return any(addr.version == n.version and addr in n for n in _networks(keep))
+
+
+def _netmask(span: str) -> bool:
+    try:
+        bits = int(ipaddress.IPv4Address(span.split("/")[0]))
+    except ValueError:
+        return False
+    inverted = ~bits & 0xFFFFFFFF
+    return span.startswith("255.") and inverted & (inverted + 1) == 0  # ones, then only zeros
+
+
+def _network_address(span: str) -> bool:
+    try:
+        net = ipaddress.ip_network(span, strict=False)
+    except ValueError:
+        return False
+    return net.prefixlen < net.max_prefixlen and net.network_address == ipaddress.ip_address(span.split("/")[0])
+
+
+def _is_range(span: str) -> bool:
+    parts = span.split("-")
+    return (
+        len(parts) == 2
+        and all(p.isdigit() for p in parts)
+        and len(parts[0]) == len(parts[1])
+        and parts[0][:2] == parts[1][:2]
+        and int(parts[0]) < int(parts[1])
+    )
+
+
+def _score(
+    entity: str, text: str, start: int, end: int, score: float, source: str, keep_ips: tuple[str, ...] = ()
+) -> float:
     """Presidio's score adjusted by our guards; 0 means "not PII"."""
     span = text[start:end]
+    if entity in SECRET_PATTERNS or entity in ("PERSON", "LOCATION"):
+        return score  # specific shapes validated by their recognizer; the NER model's own judgement
     if entity == "EMAIL_ADDRESS":
         # "date-fns@3.6.0": a package pin, not an address (a real top-level domain has a letter)
         tld = span.rsplit(".", 1)[-1]
@@ -211,6 +399,12 @@ def _score(entity: str, text: str, start: int, end: int, score: float, source: s
     if _embedded(text, start, end):
         return 0.0
     if entity == "IP_ADDRESS":
+        if keep_ips and _kept_ip(span, keep_ips):
+            return 0.0
+        if "." in span and ":" not in span and _netmask(span):
+            return 0.0  # "255.255.255.248": a netmask
+        if "/" in span and _network_address(span):
+            return 0.0  # "1.208.0.0/12": a network (host bits zero), not a host's address
         if ":" in span and "." not in span:
             groups = [g for g in span.split("/")[0].split(":") if g]
             if len(groups) < 2 or not any(c.isdigit() for c in span):
@@ -218,11 +412,16 @@ def _score(entity: str, text: str, start: int, end: int, score: float, source: s
         if "." in span and ":" not in span:
             if span.startswith("0."):
                 return 0.0  # 0.0.0.0/8 is "this network", never a host's address; 0.x.y.z is a version
-            if _VERSION_BEFORE.search(text[max(0, start - 24) : start]) or _VERSION_AFTER.match(text[end : end + 16]):
+            before = text[max(0, start - 24) : start]
+            if (
+                _VERSION_BEFORE.search(before)
+                or _HEADING_BEFORE.search(before)
+                or _VERSION_AFTER.match(text[end : end + 16])
+            ):
                 return 0.0
         return score
     run_on = _DIGIT_BEFORE.search(text, max(0, start - 2), start) or _DIGIT_AFTER.match(text, end)
-    if entity in ("PHONE_NUMBER", "CREDIT_CARD") and run_on:
+    if entity in ("PHONE_NUMBER", "CREDIT_CARD", "US_SSN") and run_on:
         return 0.0  # one item of a longer run of numbers ("1896 1897 1898 1899 1900")
     if entity == "PHONE_NUMBER":
         if _MONTH_BEFORE.search(text[max(0, start - 12) : start]):
@@ -231,13 +430,17 @@ def _score(entity: str, text: str, start: int, end: int, score: float, source: s
             return 0.0
         if _ISBN_BEFORE.search(text[max(0, start - 48) : start]):
             return 0.0
+        if _ZIP4.match(span) and _STATE_BEFORE.search(text[max(0, start - 6) : start]):
+            return 0.0  # "Boston, MA  02111-1307": a ZIP+4 code
+        if _is_range(span):
+            return 0.0  # "79155-79172": pages of a citation
         if any(c in span for c in "+()-. /"):
             return max(score, _PHONE_FORMATTED_SCORE)
         # A bare digit run: integer constants in code never count; in prose only after a phone word.
         if source != "code" and _PHONE_CONTEXT.search(text[max(0, start - 32) : start]):
             return min(1.0, score + _CONTEXT_BOOST)
         return score
-    return score  # CREDIT_CARD: presidio already demands a Luhn-valid number (score 1.0)
+    return score  # CREDIT_CARD (Luhn), IBAN_CODE (mod 97), US_SSN (presidio's invalid-number rules)
 
 
 # ------------------------------------------------------------------------------------------- per doc
@@ -256,7 +459,10 @@ def _worth_a_look(entity: str, text: str, m: re.Match[str], source: str, thresho
     if date and sum(c.isdigit() for c in span[date.end() :]) < 7:
         return False
     # "0 0 1 0 0 1 0", "1 2 3 4 5 6 7": data, not a phone (at most "+32 (0)2 ...": two 1-digit groups)
-    if sum(len(g) == 1 for g in re.findall(r"\d+", span)) > 2:
+    groups = re.findall(r"\d+", span)
+    if sum(len(g) == 1 for g in groups) > 2:
+        return False
+    if len(groups) >= 4 and len(set(groups)) < 3:  # "16 16 8 16 16 8": a rhythm, a table row
         return False
     if span.isdigit() and threshold > PhoneRecognizer.SCORE:
         before = text[max(0, m.start() - 32) : m.start()]
@@ -294,23 +500,31 @@ def _windows(text: str, entity: str, source: str, threshold: float) -> list[tupl
     return merged
 
 
-def _find(
-    analyzer: AnalyzerEngine, text: str, entities: list[str], source: str, threshold: float
-) -> list[RecognizerResult]:
-    """Presidio results (document offsets) for the candidate windows of ``text``, one call per entity
-    type, so the costly phone recognizer only reads the phone windows."""
-    out = []
-    for entity in entities:
-        windows = _windows(text, entity, source, threshold)
-        if windows:
-            out.extend(_find_in_windows(analyzer, text, windows, entity))
+def _international(window: str) -> bool:
+    """True when every phone candidate in ``window`` is written after a "+" (a country code)."""
+    starts = [m.start() for m in _WINDOW_RES["PHONE_NUMBER"][0].finditer(window)]
+    return bool(starts) and all(i > 0 and window[i - 1] == "+" for i in starts)
+
+
+def _batches(items: list[tuple[int, int, int]], texts: list[str]) -> list[list[tuple[int, int, int]]]:
+    """Consecutive groups of windows (doc, start, end) of at most ``_BATCH_CHARS`` characters each."""
+    out: list[list[tuple[int, int, int]]] = []
+    size = _BATCH_CHARS + 1
+    for item in items:
+        n = item[2] - item[1] + len(_JOIN)
+        if size + n > _BATCH_CHARS:
+            out.append([])
+            size = 0
+        out[-1].append(item)
+        size += n
     return out
 
 
-def _find_in_windows(
-    analyzer: AnalyzerEngine, text: str, windows: list[tuple[int, int]], entity: str
-) -> list[RecognizerResult]:
-    pieces = [text[s:e] for s, e in windows]
+def _analyze_windows(
+    analyzer: AnalyzerEngine, texts: list[str], items: list[tuple[int, int, int]], entity: str
+) -> list[tuple[int, RecognizerResult]]:
+    """Presidio results for windows of many documents, joined into one call: (doc, result in doc offsets)."""
+    pieces = [texts[d][s:e] for d, s, e in items]
     offsets: list[int] = []  # start of each window inside the joined text
     pos = 0
     for p in pieces:
@@ -322,45 +536,125 @@ def _find_in_windows(
         i = bisect.bisect_right(offsets, r.start) - 1
         if r.end > offsets[i] + len(pieces[i]):
             continue  # crosses a window boundary (cannot happen with _JOIN, kept as a guard)
-        shift = windows[i][0] - offsets[i]
-        out.append(RecognizerResult(r.entity_type, r.start + shift, r.end + shift, r.score))
+        doc, start, _ = items[i]
+        shift = start - offsets[i]
+        out.append((doc, RecognizerResult(r.entity_type, r.start + shift, r.end + shift, r.score)))
     return out
 
 
 def _resolve(results: list[RecognizerResult]) -> list[RecognizerResult]:
-    """Non-overlapping subset: higher score first, then the longer span, then the earlier one."""
+    """Non-overlapping subset: specific types first (``_RANK``), then higher score, the longer span, the
+    earlier one."""
     chosen: list[RecognizerResult] = []
-    for r in sorted(results, key=lambda r: (-r.score, -(r.end - r.start), r.start, r.entity_type)):
+    key = lambda r: (_RANK.get(r.entity_type, 0), -r.score, -(r.end - r.start), r.start, r.entity_type)  # noqa: E731
+    for r in sorted(results, key=key):
         if all(r.end <= c.start or r.start >= c.end for c in chosen):
             chosen.append(r)
     return sorted(chosen, key=lambda r: r.start)
 
 
-def redact_text(
-    text: str, entities: list[str], cfg: PiiConfig, source: str = "web", analyzer: AnalyzerEngine | None = None
-) -> tuple[str, dict[str, int]]:
-    """Replace PII of ``entities`` in one text; returns the new text and the counts per entity type."""
-    analyzer = analyzer or get_analyzer(cfg)
-    kept = []
-    for r in _find(analyzer, text, entities, source, cfg.score_threshold):
-        score = _score(r.entity_type, text, r.start, r.end, r.score, source)
-        if score >= cfg.score_threshold and score > 0:
-            kept.append(RecognizerResult(r.entity_type, r.start, r.end, score))
+def scan(
+    texts: list[str], sources: list[str], doc_entities: list[list[str]], cfg: PiiConfig
+) -> list[list[RecognizerResult]]:
+    """Findings per document (non-overlapping, sorted, guarded, above the threshold).
+
+    ``doc_entities[i]`` names the entity types worth looking for in ``texts[i]`` (from the candidate
+    pre-check). Per entity type, the candidate windows of all documents go to presidio in batches.
+    """
+    analyzer = get_analyzer(cfg)
+    raw: list[list[RecognizerResult]] = [[] for _ in texts]
+    for entity in cfg.entities:
+        items = [
+            (i, s, e)
+            for i, (text, ents) in enumerate(zip(texts, doc_entities, strict=True))
+            if entity in ents
+            for s, e in _windows(text, entity, sources[i], cfg.score_threshold)
+        ]
+        groups = [(analyzer, items)]
+        if entity == "PHONE_NUMBER" and len(cfg.phone_regions) > 1:
+            # A number written with "+country code" parses the same whatever the default region, so its
+            # windows go to a phone recognizer that tries one region instead of all of them.
+            intl = [it for it in items if _international(texts[it[0]][it[1] : it[2]])]
+            if intl:
+                rest = [it for it in items if not _international(texts[it[0]][it[1] : it[2]])]
+                groups = [(_build_analyzer(("PHONE_NUMBER",), tuple(cfg.phone_regions[:1])), intl), (analyzer, rest)]
+        for engine, group in groups:
+            for batch in _batches(group, texts):
+                for doc, r in _analyze_windows(engine, texts, batch, entity):
+                    raw[doc].append(r)
+    if cfg.ner_model:  # names and places: the model reads whole documents
+        ner = _build_ner_analyzer(cfg.ner_model)
+        for i, text in enumerate(texts):
+            raw[i].extend(ner.analyze(text, language="en", entities=list(cfg.ner_entities)))
+    keep = tuple(cfg.keep_ip_ranges)
+    keep_code = tuple(cfg.keep_ip_ranges_in_code)
+    out = []
+    for text, source, results in zip(texts, sources, raw, strict=True):
+        kept = []
+        for r in results:
+            score = _score(
+                r.entity_type, text, r.start, r.end, r.score, source, keep_code if source == "code" else keep
+            )
+            if score >= cfg.score_threshold and score > 0:
+                kept.append(RecognizerResult(r.entity_type, r.start, r.end, score))
+        out.append(_resolve(kept))
+    return out
+
+
+def _candidates(text: str, cfg: PiiConfig) -> list[str]:
+    return [e for e in cfg.entities if re.search(CANDIDATE_PATTERNS[e], text)]
+
+
+def pii_findings(text: str, cfg: PiiConfig, source: str = "web") -> list[dict[str, Any]]:
+    """What the stage would replace in ``text``: one dict per finding, in text order, with ``entity_type``,
+    ``start``, ``end``, ``score``, ``value`` and ``replacement`` (for ``refinery inspect --stage pii``)."""
+    if source not in cfg.apply_to_sources:
+        return []
+    (found,) = scan([text], [source], [_candidates(text, cfg)], cfg)
+    return [
+        {
+            "entity_type": r.entity_type,
+            "start": r.start,
+            "end": r.end,
+            "score": round(r.score, 3),
+            "value": text[r.start : r.end],
+            "replacement": cfg.replacement(r.entity_type, text[r.start : r.end]),
+        }
+        for r in found
+    ]
+
+
+def apply_findings(text: str, findings: list[RecognizerResult], cfg: PiiConfig) -> str:
+    """``text`` with each (non-overlapping) finding replaced under ``cfg``'s policy."""
+    parts = []
+    pos = 0
+    for r in findings:
+        parts.append(text[pos : r.start])
+        parts.append(cfg.replacement(r.entity_type, text[r.start : r.end]))
+        pos = r.end
+    parts.append(text[pos:])
+    return "".join(parts)
+
+
+def redact_text(text: str, cfg: PiiConfig, source: str = "web") -> tuple[str, dict[str, int]]:
+    """Replace PII in one text; returns the new text and the counts per entity type."""
+    (found,) = scan([text], [source], [_candidates(text, cfg)], cfg)
     counts: dict[str, int] = {}
-    for r in reversed(_resolve(kept)):  # right to left, so earlier offsets stay valid
-        text = text[: r.start] + cfg.placeholder(r.entity_type) + text[r.end :]
+    for r in found:
         counts[r.entity_type] = counts.get(r.entity_type, 0) + 1
-    return text, counts
+    return apply_findings(text, found, cfg), counts
 
 
 # ---------------------------------------------------------------------------------------------- stage
 
 
 def remove_pii(df: pl.DataFrame, cfg: PiiConfig) -> StageResult:
-    """Replace PII in ``text`` with placeholders; add ``pii_count`` (int) and ``pii_types`` (JSON counts).
+    """Replace PII in ``text`` under each type's policy; add ``pii_count`` (int) and ``pii_types`` (JSON
+    counts). Documents holding more than ``drop_above`` findings of "drop" types are rejected (their text
+    redacted too, so ``rejected/`` leaks nothing), with the counts in ``detail``.
 
-    Every row is kept. Stats: ``counts`` per entity type, ``docs_with_pii``, ``by_source`` counts,
-    plus ``docs_scanned`` (documents handed to presidio).
+    Stats: ``counts`` per entity type, ``by_source`` counts, ``docs_with_pii``, ``docs_dropped``, and
+    ``docs_scanned`` (documents handed to presidio).
     """
     n = df.height
     entities = list(cfg.entities)
@@ -372,28 +666,39 @@ def remove_pii(df: pl.DataFrame, cfg: PiiConfig) -> StageResult:
         .with_columns(
             [(applies & pl.col("text").str.contains(CANDIDATE_PATTERNS[e])).fill_null(False).alias(e) for e in entities]
         )
-        .filter(pl.any_horizontal(entities))
-        if entities and n
-        else pl.DataFrame()
+        .filter(
+            (pl.any_horizontal(entities) if entities else pl.lit(False))
+            | ((applies.fill_null(False)) if cfg.ner_model else pl.lit(False))
+        )
+        if (entities or cfg.ner_model) and n
+        else pl.DataFrame(schema={"_i": pl.UInt32, "text": pl.String, "source": pl.String})
     )
+    rows = cand.to_dict(as_series=False)
+    doc_entities = [[e for e in entities if rows[e][k]] for k in range(cand.height)] if cand.height else []
+    found = scan(rows["text"], rows["source"], doc_entities, cfg) if cand.height else []
 
-    analyzer = get_analyzer(cfg) if cand.height else None
-    totals = {e: 0 for e in entities}
+    drop_types = {e for e in entities if cfg.policy_for(e) == "drop"}
+    totals = {e: 0 for e in [*entities, *(cfg.ner_entities if cfg.ner_model else [])]}
     by_source: dict[str, dict[str, int]] = {}
     idx: list[int] = []
     new_texts: list[str] = []
     new_counts: list[int] = []
     new_types: list[str] = []
-    for row in cand.iter_rows(named=True):
-        doc_entities = [e for e in entities if row[e]]
-        text, counts = redact_text(row["text"], doc_entities, cfg, row["source"], analyzer)
-        if not counts:
+    dropped: list[int] = []
+    for k, results in enumerate(found):
+        if not results:
             continue
-        idx.append(row["_i"])
-        new_texts.append(text)
-        new_counts.append(sum(counts.values()))
+        counts: dict[str, int] = {}
+        for r in results:
+            counts[r.entity_type] = counts.get(r.entity_type, 0) + 1
+        i = rows["_i"][k]
+        idx.append(i)
+        new_texts.append(apply_findings(rows["text"][k], results, cfg))
+        new_counts.append(len(results))
         new_types.append(json.dumps(counts, sort_keys=True))
-        src = by_source.setdefault(row["source"], {})
+        if drop_types and sum(c for e, c in counts.items() if e in drop_types) > cfg.drop_above:
+            dropped.append(i)
+        src = by_source.setdefault(rows["source"][k], {})
         for e, c in counts.items():
             totals[e] += c
             src[e] = src.get(e, 0) + c
@@ -405,12 +710,22 @@ def remove_pii(df: pl.DataFrame, cfg: PiiConfig) -> StageResult:
         text_col = text_col.scatter(idx, new_texts)
         count_col = count_col.scatter(idx, new_counts)
         types_col = types_col.scatter(idx, new_types)
-    kept = df.with_columns(text_col.alias("text"), count_col, types_col)
+    out = df.with_columns(text_col.alias("text"), count_col, types_col)
+    rejected = empty_rejected()
+    if dropped:
+        is_dropped = pl.Series("_drop", [False] * n).scatter(dropped, True)
+        out = out.with_columns(is_dropped)
+        reason = f"pii_above_{cfg.drop_above}"
+        rejected = to_rejected(
+            out.filter(pl.col("_drop")).with_columns(pl.col("pii_types").alias("detail")), STAGE, reason
+        )
+        out = out.filter(~pl.col("_drop")).drop("_drop")
 
     stats: dict[str, Any] = {
         "counts": totals,
         "docs_with_pii": len(idx),
+        "docs_dropped": len(dropped),
         "by_source": {s: dict(sorted(c.items())) for s, c in sorted(by_source.items())},
         "docs_scanned": cand.height,
     }
-    return StageResult(kept=kept, rejected=empty_rejected(), stats=stats)
+    return StageResult(kept=out, rejected=rejected, stats=stats)

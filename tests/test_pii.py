@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import gzip
 import json
-import time
 
 import polars as pl
 import pytest
@@ -144,7 +143,8 @@ def test_stats_and_invariants() -> None:
     assert res.kept.height + res.rejected.height == df.height
     assert res.kept["id"].to_list() == df["id"].to_list()  # order and rows preserved
     assert set(df.columns) <= set(res.kept.columns)
-    assert res.stats["counts"] == {"EMAIL_ADDRESS": 1, "PHONE_NUMBER": 2, "IP_ADDRESS": 1, "CREDIT_CARD": 1}
+    nonzero = {e: c for e, c in res.stats["counts"].items() if c}
+    assert nonzero == {"EMAIL_ADDRESS": 1, "PHONE_NUMBER": 2, "IP_ADDRESS": 1, "CREDIT_CARD": 1}
     assert res.stats["docs_with_pii"] == 2
     assert res.stats["by_source"] == {"web": {"CREDIT_CARD": 1, "EMAIL_ADDRESS": 1, "IP_ADDRESS": 1, "PHONE_NUMBER": 2}}
     assert res.kept["pii_count"].to_list() == [3, 2, 0]
@@ -158,7 +158,7 @@ def test_custom_placeholders_and_entities() -> None:
         ["Mail x@example.com from 203.0.113.7"], entities=["EMAIL_ADDRESS"], placeholders={"EMAIL_ADDRESS": "[e]"}
     )
     assert out == "Mail [e] from 203.0.113.7"
-    assert stats["counts"] == {"EMAIL_ADDRESS": 1}
+    assert stats["counts"] == {"EMAIL_ADDRESS": 1}  # only the configured types are counted
 
 
 def test_config_rejects_unknown() -> None:
@@ -181,7 +181,7 @@ def test_candidate_pass_finds_what_naive_presidio_finds(shared_data) -> None:  #
     texts = [gzip.open(p, "rt", encoding="utf-8").read() for p in sorted((shared_data / "books").glob("*.txt.gz"))[:4]]
     if not texts:
         pytest.skip("no books in ../shared/data")
-    cfg = PiiConfig()
+    cfg = PiiConfig(entities=["EMAIL_ADDRESS", "PHONE_NUMBER", "IP_ADDRESS", "CREDIT_CARD"])
     analyzer = get_analyzer(cfg)
     res = remove_pii(_docs(texts, "book"), cfg)
     naive_hits = sum(len(analyzer.analyze(t, language="en", entities=cfg.entities)) for t in texts)
