@@ -126,7 +126,7 @@ def build_corpus(mb: float, seed: int, workdir: Path) -> tuple[Path, pl.DataFram
             "--out",
             str(base),
             "--mb",
-            str(mb * 0.8),
+            str(round(mb / 1.1, 2)),  # base size: planted copies and dropped natural dups net about +10%
             "--seed",
             str(seed),
             "--exact-dup-frac",

@@ -45,6 +45,28 @@ STAGES: dict[str, StageInfo] = {
     "filter": StageInfo(StageKind.DOCS, "pipeline.filters:FilterConfig", 1, func_path="pipeline.filters:apply_filters"),
     "dedup": StageInfo(StageKind.DEDUP, "pipeline.dedup:DedupConfig", 1),
     "pii": StageInfo(StageKind.DOCS, "pipeline.pii:PiiConfig", 1, func_path="pipeline.pii:remove_pii"),
+    "line_dedup": StageInfo(
+        StageKind.DOCS,
+        "pipeline.line_dedup:LineDedupConfig",
+        1,
+        func_path="pipeline.line_dedup:remove_repeated_lines",
+    ),
+    "substring_dedup": StageInfo(
+        StageKind.DOCS,
+        "pipeline.substring_dedup:SubstringDedupConfig",
+        1,
+        func_path="pipeline.substring_dedup:remove_repeated_substrings",
+    ),
+    "decontaminate": StageInfo(
+        StageKind.DOCS,
+        "pipeline.decontaminate:DecontaminateConfig",
+        1,
+        func_path="pipeline.decontaminate:decontaminate",
+    ),
+    "quality": StageInfo(StageKind.DOCS, "pipeline.quality:QualityConfig", 1, func_path="pipeline.quality:classify"),
+    "perplexity": StageInfo(
+        StageKind.DOCS, "pipeline.perplexity:PerplexityConfig", 1, func_path="pipeline.perplexity:filter_perplexity"
+    ),
     "tokenizer": StageInfo(StageKind.TOKENIZER, "pipeline.tokenizer:TokenizerConfig", 2),
     "shards": StageInfo(StageKind.SHARDS, "pipeline.shards:ShardsConfig", 3, needs=("tokenizer",)),
     "train": StageInfo(StageKind.TRAIN, "model.config:TrainConfig", 4, needs=("tokenizer", "shards")),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+from pathlib import Path
 
 import numpy as np
 import polars as pl
@@ -85,7 +86,7 @@ def test_band_params() -> None:
 
 def test_signature_columns() -> None:
     sigs = signatures(_docs([("a", " ".join(_text())), ("b", "two words")]))
-    assert sigs.columns == ["id", "source", "length", "n_words", "exact_hash", "bands"]
+    assert sigs.columns == ["id", "source", "length", "quality", "url_key", "n_words", "exact_hash", "bands"]
     assert sigs["exact_hash"].dtype == pl.UInt64
     b, _ = DedupConfig().band_params()
     assert sigs["bands"][0].len() == b and sigs["bands"][1] is None
@@ -93,8 +94,14 @@ def test_signature_columns() -> None:
 
 def test_exact_duplicates_whitespace_and_case() -> None:
     t = " ".join(_text(40))
-    df = _docs([("a", t), ("b", "  " + t.upper().replace(" ", " \n\t ") + " "), ("c", t.title()),
-                ("u", " ".join(_text(40, seed=9)))])
+    df = _docs(
+        [
+            ("a", t),
+            ("b", "  " + t.upper().replace(" ", " \n\t ") + " "),
+            ("c", t.title()),
+            ("u", " ".join(_text(40, seed=9))),
+        ]
+    )
     rm = _removed(df)
     # b is the longest raw text, so it is kept
     assert rm == {"a": ("b", "exact_duplicate"), "c": ("b", "exact_duplicate")}
@@ -102,8 +109,14 @@ def test_exact_duplicates_whitespace_and_case() -> None:
 
 def test_near_duplicates_cluster_and_unrelated_do_not() -> None:
     w = _text(300)
-    df = _docs([("orig", " ".join(w)), ("edit", " ".join(_change(w, [40, 200], "x"))),
-                ("other1", " ".join(_text(300, seed=1))), ("other2", " ".join(_text(300, seed=2)))])
+    df = _docs(
+        [
+            ("orig", " ".join(w)),
+            ("edit", " ".join(_change(w, [40, 200], "x"))),
+            ("other1", " ".join(_text(300, seed=1))),
+            ("other2", " ".join(_text(300, seed=2))),
+        ]
+    )
     rm = _removed(df)
     assert set(rm) <= {"orig", "edit"} and len(rm) == 1
     removed_id, (keeper, reason) = next(iter(rm.items()))
@@ -114,8 +127,7 @@ def test_keep_order_length_then_source_then_id() -> None:
     t = " ".join(_text(30))
     # same length: book beats web beats code; then smallest id
     df = _docs([("z", t), ("y", t), ("x", t), ("w", t)], source=["web", "book", "code", "book"])
-    assert _removed(df) == {"z": ("w", "exact_duplicate"), "y": ("w", "exact_duplicate"),
-                            "x": ("w", "exact_duplicate")}
+    assert _removed(df) == {"z": ("w", "exact_duplicate"), "y": ("w", "exact_duplicate"), "x": ("w", "exact_duplicate")}
     cfg = DedupConfig(source_priority=["code", "book", "web", "other"])
     assert {d for d, _ in _removed(df, cfg).values()} == {"x"}
     # longer text wins over source priority (trailing space makes it longer; same normalised text)
@@ -127,8 +139,12 @@ def test_deterministic_under_shuffle_and_sharding() -> None:
     rows = []
     for k in range(6):
         w = _text(300, seed=100 + k)
-        rows += [(f"c{k}_0", " ".join(w)), (f"c{k}_1", " ".join(_change(w, [10 + k], "a"))),
-                 (f"c{k}_2", " ".join(w).upper()), (f"c{k}_3", " ".join(_change(w, [150], "b")))]
+        rows += [
+            (f"c{k}_0", " ".join(w)),
+            (f"c{k}_1", " ".join(_change(w, [10 + k], "a"))),
+            (f"c{k}_2", " ".join(w).upper()),
+            (f"c{k}_3", " ".join(_change(w, [150], "b"))),
+        ]
     rows += [(f"solo{i}", " ".join(_text(200, seed=500 + i))) for i in range(5)]
     df = _docs(rows)
     ref = find_duplicates(signatures(df))
@@ -161,26 +177,39 @@ def test_transitive_cluster() -> None:
 
 def test_exact_and_near_end_in_one_cluster() -> None:
     w = _text(300, seed=7)
-    df = _docs([("x", " ".join(w)), ("x_exact", " ".join(w).upper()),
-                ("y_near", " ".join(_change(w, [100, 101], "n")) + " tail words here")])
+    df = _docs(
+        [
+            ("x", " ".join(w)),
+            ("x_exact", " ".join(w).upper()),
+            ("y_near", " ".join(_change(w, [100, 101], "n")) + " tail words here"),
+        ]
+    )
     rm = find_duplicates(signatures(df))
     assert rm["cluster_id"].unique().to_list() == ["y_near"]
     assert dict(rm.select("id", "reason").iter_rows()) == {"x": "near_duplicate", "x_exact": "near_duplicate"}
     s = cluster_summary(rm)
-    assert s == {"clusters": 1, "removed": 2, "removed_exact": 0, "removed_near": 2,
-                 "largest_clusters": [{"cluster_id": "y_near", "size": 3}]}
+    assert {k: s[k] for k in ("clusters", "removed", "removed_exact", "removed_near")} == {
+        "clusters": 1,
+        "removed": 2,
+        "removed_exact": 0,
+        "removed_near": 2,
+    }
+    assert s["largest_clusters"] == [{"cluster_id": "y_near", "keeper": "y_near", "size": 3}]
+    assert s["cluster_size_histogram"]["3"] == 1 and s["removed_by_source"]["web"]["removed"] == 2
 
 
 def test_cross_shard_duplicates_and_apply() -> None:
     w = _text(300, seed=3)
     shard1 = _docs([("s1a", " ".join(w)), ("s1b", " ".join(_text(300, seed=4)))])
-    shard2 = _docs([("s2a", " ".join(_change(w, [5], "z")) + " extra"), ("s2b", "short dup text"),
-                    ("s2c", "Short  dup text")])
+    shard2 = _docs(
+        [("s2a", " ".join(_change(w, [5], "z")) + " extra"), ("s2b", "short dup text"), ("s2c", "Short  dup text")]
+    )
     results = dedup_frames([shard1, shard2])
     r1, r2 = results
     assert r1.kept["id"].to_list() == ["s1b"]
     assert r1.rejected.select("id", "duplicate_of", "reason", "stage").rows() == [
-        ("s1a", "s2a", "near_duplicate", "dedup")]
+        ("s1a", "s2a", "near_duplicate", "dedup")
+    ]
     # "Short  dup text" is one character longer: it is the keeper
     assert r2.kept["id"].to_list() == ["s2a", "s2c"]
     assert r2.rejected.select("id", "duplicate_of", "reason").rows() == [("s2b", "s2c", "exact_duplicate")]
@@ -212,3 +241,186 @@ def test_empty_inputs() -> None:
     assert rm.is_empty()
     res = apply_duplicates(empty, rm)
     assert res.kept.is_empty() and res.rejected.is_empty()
+
+
+# ----------------------------------------------------------------------------------------------
+# keeper by quality, cross-run index, out-of-core scan, shingle options, verification, inspection
+
+
+def test_keeper_prefers_quality_score() -> None:
+    t = " ".join(_text(40, seed=21))
+    df = _docs([("long", t + " and a longer tail here"), ("best", t), ("none", t + " tail")]).with_columns(
+        pl.Series("quality_score", [0.2, 0.9, None], dtype=pl.Float64)
+    )
+    rm = _removed(df)
+    assert {d for d, _ in rm.values()} == {"best"} and set(rm) == {"long", "none"}
+    # without the quality key the longest text wins
+    assert {d for d, _ in _removed(df, DedupConfig(keep_order=["length", "id"])).values()} == {"long"}
+
+
+def test_rejected_rows_carry_cluster_detail() -> None:
+    t = " ".join(_text(60, seed=22))
+    res = dedup_frames([_docs([("a", t), ("b", t.upper()), ("c", t + " x")])])[0]
+    import json
+
+    details = [json.loads(d) for d in res.rejected["detail"]]
+    assert res.rejected["duplicate_of"].to_list() == ["c", "c"]
+    assert all(d["cluster_id"] == "c" and d["cluster_size"] == 3 for d in details)
+
+
+def test_lazy_scan_of_parquet_matches_in_memory(tmp_path) -> None:
+    rows = []
+    for k in range(4):
+        w = _text(300, seed=200 + k)
+        rows += [
+            (f"k{k}_0", " ".join(w)),
+            (f"k{k}_1", " ".join(_change(w, [7], "m"))),
+            (f"k{k}_2", " ".join(w).upper()),
+        ]
+    df = _docs(rows)
+    ref = find_duplicates(signatures(df))
+    for i in range(3):
+        signatures(df[i::3]).write_parquet(tmp_path / f"s{i}.parquet")
+    lazy = pl.concat([pl.scan_parquet(tmp_path / f"s{i}.parquet") for i in range(3)])
+    assert find_duplicates(lazy).equals(ref)
+
+
+def test_against_earlier_run_index(tmp_path) -> None:
+    from pipeline.dedup import load_index, write_index
+
+    w1, w2 = _text(300, seed=31), _text(300, seed=32)
+    run1 = _docs([("r1_a", " ".join(w1)), ("r1_b", " ".join(w2)), ("r1_a_copy", " ".join(w1).upper())])
+    cfg1 = DedupConfig()
+    sigs1 = signatures(run1, cfg1)
+    rm1 = find_duplicates(sigs1, cfg1)
+    index_dir = tmp_path / "run1" / "dedup_index"
+    assert write_index(sigs1, rm1, index_dir, cfg1) == 2  # kept documents only
+    # run 2: one near copy of a run-1 document, one exact copy, one new document
+    run2 = _docs(
+        [
+            ("r2_near", " ".join(_change(w1, [50], "q")) + " and more words"),
+            ("r2_exact", " ".join(w2)),
+            ("r2_new", " ".join(_text(300, seed=33))),
+        ]
+    )
+    cfg2 = DedupConfig(against=[str(tmp_path / "run1")])
+    res = dedup_frames([run2], cfg2)[0]
+    assert res.kept["id"].to_list() == ["r2_new"]
+    got = dict(res.rejected.select("id", "duplicate_of").iter_rows())
+    assert got == {"r2_near": "r1_a", "r2_exact": "r1_b"}  # earlier run's copy always wins, even if shorter
+    rm2 = find_duplicates(signatures(run2, cfg2), cfg2, prior=load_index(cfg2.against, cfg2))
+    assert rm2["against_earlier_run"].all() and not rm2["id"].str.starts_with("r1").any()
+    verified = dedup_frames([run2], cfg2.model_copy(update={"verify": True}))[0]
+    assert verified.kept["id"].to_list() == ["r2_new"]  # earlier-run pairs are trusted (no shingles kept)
+    with pytest.raises(ValueError):
+        load_index([str(index_dir)], DedupConfig(ngram=3))  # incompatible signatures
+
+
+def test_char_shingles_find_near_duplicates() -> None:
+    w = _text(200, seed=41)
+    df = _docs([("a", " ".join(w)), ("b", " ".join(_change(w, [20], "c"))), ("z", " ".join(_text(200, seed=42)))])
+    cfg = DedupConfig(shingle="char", ngram=7)
+    rm = _removed(df, cfg)
+    assert set(rm) | {d for d, _ in rm.values()} == {"a", "b"}
+
+
+def test_unicode_punctuation_and_wrapping_do_not_hide_near_duplicates() -> None:
+    words = _text(200, seed=43)
+    plain = " ".join(w + ("'s" if i % 17 == 0 else "") for i, w in enumerate(words))
+    fancy = plain.replace("'", "\u2019").replace(" ", "\u00a0", 3)
+    wrapped = "\n".join(plain[i : i + 70] for i in range(0, len(plain), 70))  # may split words: near only
+    df = _docs([("plain", plain), ("fancy", fancy), ("wrapped", plain.replace(" ", "\n   "))])
+    rm = _removed(df)
+    assert set(rm) == {"fancy", "wrapped"} or len(rm) == 2
+    assert wrapped  # (kept for readability of the case above)
+
+
+def test_verify_drops_candidates_below_threshold() -> None:
+    a = _text(300, seed=51)
+    b = a[:100] + _text(200, seed=52)  # Jaccard about 0.2
+    df = _docs([("a", " ".join(a)), ("b", " ".join(b))])
+    loose = DedupConfig(threshold=0.3, bands=64, rows=1)  # every shared minimum is a candidate
+    assert len(_removed(df, loose)) == 1
+    assert _removed(df, loose.model_copy(update={"verify": True})) == {}
+    # a real near duplicate survives verification
+    df2 = _docs([("a", " ".join(a)), ("c", " ".join(_change(a, [3], "v")))])
+    assert len(_removed(df2, DedupConfig(verify=True))) == 1
+
+
+def test_lsh_summary_reports_choice() -> None:
+    s = DedupConfig().lsh_summary()
+    assert (s["bands"], s["rows"]) == _optimal_param(0.8, 128, 0.5, 0.5)
+    assert s["chosen_by"] == "datasketch optimiser" and 0 < s["p_false_negative_area"] < 1
+    assert DedupConfig(fp_weight=0.2, fn_weight=0.8).band_params() == _optimal_param(0.8, 128, 0.2, 0.8)
+
+
+def test_inspect_pairs_side_by_side() -> None:
+    from pipeline.dedup import inspect_pairs
+
+    w = _text(300, seed=61)
+    df = _docs(
+        [
+            ("a", " ".join(w)),
+            ("b", " ".join(w).upper()),
+            ("c", " ".join(w) + " end"),
+            ("d", " ".join(_text(300, seed=62))),
+            ("e", " ".join(_text(300, seed=62)).title()),
+        ]
+    )
+    res = dedup_frames([df])[0]
+    pairs = inspect_pairs(res.rejected, res.kept, 5)
+    assert [p["cluster_id"] for p in pairs] == ["c", "d"]  # largest cluster first
+    assert pairs[0]["cluster_size"] == 3 and pairs[0]["kept_text"].endswith(" end")
+    assert pairs[0]["removed_text"] in (" ".join(w), " ".join(w).upper())
+
+
+def test_flow_tasks_write_index_and_dedup_a_later_run_against_it(tmp_path) -> None:
+    from flows import tasks
+
+    def shard(name: str, df: pl.DataFrame) -> dict:
+        d = tmp_path / "in" / name
+        d.mkdir(parents=True)
+        df.write_parquet(d / "docs.parquet")
+        return {"key": name, "dir": str(d)}
+
+    def run(refs: list[dict], params: dict, cache: Path) -> tuple[dict, list[dict]]:
+        sigs = [tasks.dedup_signatures.fn(i, params, r, str(cache)) for i, r in enumerate(refs)]
+        clusters = tasks.dedup_clusters.fn(params, sigs, str(cache))
+        out = [tasks.dedup_apply.fn(i, r, clusters, str(cache)) for i, r in enumerate(refs)]
+        return clusters, out
+
+    w1, w2 = _text(300, seed=71), _text(300, seed=72)
+    refs1 = [
+        shard("a", _docs([("a1", " ".join(w1)), ("a2", " ".join(w2))], source="web")),
+        shard("b", _docs([("b1", " ".join(w1).upper())], source="book")),
+    ]
+    clusters1, out1 = run(refs1, {}, tmp_path / "cache1")
+    stats = clusters1["stats"]
+    assert stats["removed"] == 1 and stats["removed_by_source"]["web"] == {"removed": 1, "documents": 2, "share": 0.5}
+    assert stats["lsh"]["bands"] == DedupConfig().band_params()[0]
+    index = Path(clusters1["dir"]) / "index"
+    assert pl.read_parquet(index / "index.parquet")["id"].sort().to_list() == ["a2", "b1"]
+    # a later run, deduplicated against the first run's index without recomputing it
+    refs2 = [shard("c", _docs([("c1", " ".join(_change(w2, [9], "x"))), ("c2", " ".join(_text(300, seed=73)))]))]
+    clusters2, out2 = run(refs2, {"against": [str(index)]}, tmp_path / "cache2")
+    rej = pl.read_parquet(Path(out2[0]["dir"]) / "rejected.parquet")
+    assert rej.select("id", "duplicate_of").rows() == [("c1", "a2")]
+    assert clusters2["stats"]["removed_against_earlier_run"] == 1
+    from pipeline.dedup import dedup_report_rows
+
+    titles = [t for t, _, _ in dedup_report_rows(clusters1["stats"])]
+    assert titles == ["LSH parameters", "Cluster sizes", "Removed by source", "Largest clusters"]
+
+
+def test_url_duplicates_for_web_only() -> None:
+    df = _docs(
+        [
+            ("w1", " ".join(_text(100, seed=81))),
+            ("w2", " ".join(_text(120, seed=82))),
+            ("b1", " ".join(_text(100, seed=83))),
+            ("b2", " ".join(_text(100, seed=84))),
+        ],
+        source=["web", "web", "book", "book"],
+    ).with_columns(pl.Series("url", ["https://a.example/x", "https://a.example/x", "u", "u"]))
+    assert _removed(df) == {"w1": ("w2", "url_duplicate")}  # w2 is longer; books never match by URL
+    assert _removed(df, DedupConfig(url=False)) == {}
