@@ -148,12 +148,15 @@ def _dedup_section(
     if stage is None:
         return None
     sec = Section("Duplicate clusters")
+    from pipeline.dedup import dedup_report_rows
+
     stats = stage.get("stats") or {}
     sec.text(
         f"{stats.get('clusters', 0)} clusters; removed by reason: {json.dumps(stats.get('removed_by_reason', {}))}"
     )
-    if stats.get("largest_clusters"):
-        sec.table(["kept document", "cluster size"], [[c["keeper"], c["size"]] for c in stats["largest_clusters"]])
+    for title, headers, rows in dedup_report_rows(stats):
+        sec.text(title)
+        sec.table(headers, rows)
     if rejected is not None and docs is not None:
         dups = rejected.filter(pl.col("stage") == "dedup").sort("id").head(cfg.duplicate_examples)
         kept_text = dict(
