@@ -135,7 +135,7 @@ def main() -> None:
     pages = load_pages(args.limit)
     n_snip = sum(p["set"] == "snippets" for p in pages)
     print(f"{len(pages)} pages: {n_snip} with snippets, {len(pages) - n_snip} with gold text; one core")
-    print(f"{'extractor':24s} {'snip_rec':>8s} {'snip_prec':>9s} {'F1_read':>8s} {'F1_news':>8s} {'F1_all':>7s} "
+    print(f"{'extractor':30s} {'snip_rec':>8s} {'snip_prec':>9s} {'F1_read':>8s} {'F1_news':>8s} {'F1_all':>7s} "
           f"{'pages/s':>8s}")  # fmt: skip
     from pipeline.ingest.config import IngestConfig
 
@@ -143,7 +143,7 @@ def main() -> None:
     for name in args.extractors.split(","):
         r = evaluate(name, pages)
         tag = f"{name}{' (default)' if name == default else ''}"
-        print(f"{tag:24s} {r['snip_recall']:8.3f} {r['snip_precision']:9.3f} {r['f1_readability']:8.3f} "
+        print(f"{tag:30s} {r['snip_recall']:8.3f} {r['snip_precision']:9.3f} {r['f1_readability']:8.3f} "
               f"{r['f1_newspaper']:8.3f} {r['f1_all']:7.3f} {r['pages_s']:8.1f}", flush=True)  # fmt: skip
     print("targets: default F1 >= trafilatura defaults on the same pages; >= 50 pages/s on one core")
 

@@ -22,6 +22,10 @@ DOC_SCHEMA: dict[str, pl.DataType] = {
     "url": pl.String(),  # nullable
     "path": pl.String(),  # input file, plus "#locator" inside containers
     "meta": pl.String(),  # JSON object of reader-specific metadata (title, language, ...)
+    # Unit that dedup and the train/validation split keep together: = id for a single document,
+    # shared by the parts of a split book.
+    "group_id": pl.String(),
+    "domain": pl.String(),  # nullable: registered domain (eTLD+1) of url, see pipeline.urls
 }
 
 REJECTED_SCHEMA: dict[str, pl.DataType] = {

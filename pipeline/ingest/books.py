@@ -7,6 +7,8 @@ from typing import Any
 
 import polars as pl
 
+from pipeline.ids import doc_id
+
 from ._common import Sink, decode_text, normalize_newlines, read_capped
 from .config import IngestConfig, InputFile
 
@@ -123,5 +125,46 @@ def read_book(f: InputFile, cfg: IngestConfig) -> tuple[pl.DataFrame, pl.DataFra
     meta: dict[str, Any] = {"encoding": encoding, "gutenberg": style is not None, **info}
     if style:
         meta["gutenberg_style"] = style
-    sink.doc(None, body, meta=meta)
+    parts = split_paragraphs(body, cfg.book_max_chars)
+    if len(parts) <= 1:
+        sink.doc(None, body, meta=meta)
+        return sink.frames()
+    # Parts keep the whole book's id as group_id, so dedup and the split can act per book.
+    group = doc_id(f.display, None)
+    for k, part in enumerate(parts):
+        sink.doc(f"part{k}", part, meta={**meta, "part": k, "n_parts": len(parts)}, group_id=group)
     return sink.frames()
+
+
+def split_paragraphs(text: str, max_chars: int) -> list[str]:
+    """Cut ``text`` into pieces of at most ``max_chars`` characters, at paragraph breaks.
+
+    A paragraph longer than ``max_chars`` is cut at line breaks, and a line longer than that
+    at the last space before the limit (a hard cut only when there is none).
+    """
+    if max_chars <= 0 or len(text) <= max_chars:
+        return [text]
+    units: list[str] = []
+    for para in re.split(r"(?<=\n\n)", text):
+        if len(para) <= max_chars:
+            units.append(para)
+            continue
+        for line in para.splitlines(keepends=True):
+            while len(line) > max_chars:
+                cut = line.rfind(" ", 0, max_chars) + 1 or max_chars
+                units.append(line[:cut])
+                line = line[cut:]
+            units.append(line)
+    parts: list[str] = []
+    cur: list[str] = []
+    size = 0
+    for u in units:
+        if size + len(u) > max_chars and cur:
+            parts.append("".join(cur))
+            cur, size = [], 0
+        cur.append(u)
+        size += len(u)
+    if cur:
+        parts.append("".join(cur))
+    parts = [p.strip("\n") for p in parts]
+    return [p for p in parts if p.strip()]

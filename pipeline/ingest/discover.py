@@ -27,7 +27,8 @@ CODE_EXTS: dict[str, str] = {
 # Data/config/doc formats: code only when found inside a folder (a repository), not on their own.
 FOLDER_CODE_EXTS: dict[str, str] = {
     "json": "json", "yaml": "yaml", "yml": "yaml", "toml": "toml", "md": "markdown", "rst": "rst",
-    "xml": "xml", "ini": "ini", "cfg": "ini", "lock": "lockfile",
+    "xml": "xml", "ini": "ini", "cfg": "ini", "lock": "lockfile", "map": "sourcemap", "csv": "csv",
+    "tsv": "tsv",
 }  # fmt: skip
 CODE_NAMES: dict[str, str] = {
     "makefile": "makefile", "gnumakefile": "makefile", "dockerfile": "dockerfile",

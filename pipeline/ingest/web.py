@@ -15,6 +15,7 @@ from ._common import (
     charset_from_content_type,
     decode_html,
     extract_main_text,
+    html_head_meta,
     html_title,
     html_url,
     read_capped,
@@ -164,6 +165,7 @@ def _read_record(rec: Any, offset: int, sink: Sink, cfg: IngestConfig, cap: int)
     html, how = decode_html(data, meta["http_charset"])
     meta["encoding"] = how
     meta["title"] = html_title(html)
+    meta.update(html_head_meta(html))
     text = extract_main_text(html, cfg, url=url)
     if text is None:
         sink.reject(offset, "no main text", url=url)
@@ -195,5 +197,5 @@ def read_html(f: InputFile, cfg: IngestConfig) -> tuple[pl.DataFrame, pl.DataFra
     if text is None:
         sink.reject(None, "no main text", url=url)
         return sink.frames()
-    sink.doc(None, text, url=url, meta={"title": html_title(html), "encoding": how})
+    sink.doc(None, text, url=url, meta={"title": html_title(html), "encoding": how, **html_head_meta(html)})
     return sink.frames()
