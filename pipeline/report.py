@@ -250,6 +250,16 @@ def _training_section(run_dir: Path, report_dir: Path) -> Section | None:
     )
     per_source = metrics.get("final_val_per_source") or {}
     sec.table(["source", "validation loss"], sorted(per_source.items()))
+    mixture = metrics.get("mixture") or {}
+    if mixture:
+        sec.text("Training mixture (sources repeated more than 4 epochs are flagged: diminishing returns).")
+        sec.table(
+            ["source", "tokens", "available", "epochs", "flag"],
+            [
+                [s, m["tokens"], m["available"], m["epochs"], "> 4 epochs" if m["flagged"] else ""]
+                for s, m in sorted(mixture.items())
+            ],
+        )
     png = report_dir / "loss_curve.png"
     plot_loss(metrics, png)
     sec.image(png, "training and validation loss")
