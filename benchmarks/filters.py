@@ -4,7 +4,8 @@ Both run Gopher repetition + Gopher quality + C4 + FineWeb over the mixed ~20 MB
 built by ``../shared/bench/make_corpus.py`` (books, web, code, multilingual, wiki). datatrove runs
 through ``../shared/bench/datatrove_filters.py`` (2 tasks, 2 workers, its own venv, built on first use
 and timed separately). Ours runs in this process: read the JSONL, ``apply_filters`` in 1,000-document
-batches (polars on every core), write Parquet: the same read -> filter -> write work.
+batches spread over 2 worker processes (polars on one thread each; ``--workers 1`` runs one process
+with polars on every core), write Parquet: the same read -> filter -> write work.
 
 Agreement: every document is judged by both; overall keep/drop agreement, then per filter family over
 the documents that reached datatrove's filter of that family (datatrove applies them in sequence).
@@ -63,18 +64,34 @@ def load(path: Path) -> pl.DataFrame:
     )
 
 
-def run_ours(corpus: Path, out: Path, cfg: FilterConfig, batch: int = 1000) -> dict:
+def _filter_batch(args: tuple[pl.DataFrame, FilterConfig, str]) -> tuple[list[str], dict[str, int]]:
+    batch, cfg, path = args
+    res = apply_filters(batch, cfg)
+    res.kept.write_parquet(f"{path}-kept.parquet")
+    res.rejected.write_parquet(f"{path}-rejected.parquet")
+    return res.kept["id"].to_list(), res.stats["dropped_by_rule"]
+
+
+def run_ours(corpus: Path, out: Path, cfg: FilterConfig, batch: int = 1000, workers: int = 2) -> dict:
+    """Read, filter in ``batch``-document shards over ``workers`` processes (as datatrove's 2 tasks on 2
+    workers, and as the flow maps shards), write Parquet. Each worker runs polars on one thread."""
     t0 = time.perf_counter()
     df = load(corpus)
-    kept_ids: list[str] = []
     out.mkdir(parents=True, exist_ok=True)
+    jobs = [(df.slice(i, batch), cfg, str(out / f"{i // batch:05d}")) for i in range(0, df.height, batch)]
+    if workers > 1:
+        import multiprocessing as mp
+
+        os.environ["POLARS_MAX_THREADS"] = "1"  # read by the freshly spawned workers
+        with mp.get_context("spawn").Pool(workers) as pool:
+            results = pool.map(_filter_batch, jobs, chunksize=1)
+    else:
+        results = [_filter_batch(j) for j in jobs]
+    kept_ids: list[str] = []
     dropped: dict[str, int] = {}
-    for i in range(0, df.height, batch):
-        res = apply_filters(df.slice(i, batch), cfg)
-        res.kept.write_parquet(out / f"kept-{i // batch:05d}.parquet")
-        res.rejected.write_parquet(out / f"rejected-{i // batch:05d}.parquet")
-        kept_ids += res.kept["id"].to_list()
-        for k, v in res.stats["dropped_by_rule"].items():
+    for ids, drops in results:
+        kept_ids += ids
+        for k, v in drops.items():
             dropped[k] = dropped.get(k, 0) + v
     wall = time.perf_counter() - t0
     mb = df["text"].str.len_bytes().sum() / 1e6
@@ -145,6 +162,7 @@ def _family(rule: str) -> str:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--mb", type=float, default=20)
+    ap.add_argument("--workers", type=int, default=2, help="our worker processes (datatrove: 2 tasks, 2 workers)")
     ap.add_argument("--workdir", type=Path, default=Path(os.environ.get("BENCH_HOME", Path.home() / ".cache" /
                                                                         "refinery-bench")) / "filters")
     args = ap.parse_args()
@@ -159,7 +177,7 @@ def main() -> None:
                        check=True, capture_output=True)
         print(f"corpus built in {time.perf_counter() - t:.1f} s: {corpus}")
     cfg = dt_config()
-    ours = run_ours(corpus, args.workdir / "ours", cfg)
+    ours = run_ours(corpus, args.workdir / "ours", cfg, workers=args.workers)
     dt = run_datatrove(corpus, args.workdir / "datatrove")
     ag = agreement(corpus, cfg, ours["kept"], dt)
 

@@ -1,7 +1,12 @@
 """Heuristic quality filter (stage ``"filter"``).
 
-Prose rules follow Gopher (Rae et al. 2021, "Scaling Language Models", appendix A: quality filters
-and repetition removal); code rules follow the StarCoder / The Stack preprocessing. Every statistic is
+Rule families (``FilterConfig.families``; each writes its statistics as columns, so ``refinery preview``
+can try a threshold before it is applied): Gopher quality and repetition (Rae et al. 2021, appendix A),
+C4 line removal and page rules (Raffel et al. 2020, section 2.2), FineWeb's rules (Penedo et al. 2024),
+RefinedWeb line-wise corrections (Penedo et al. 2023, appendix G.2), book rules (ours), and code rules
+following the StarCoder / The Stack preprocessing. C4 and RefinedWeb rewrite the text of kept rows;
+FineWeb judges the rewritten text (as in datatrove, where it runs after C4). ``definitions="datatrove"``
+switches the Gopher definitions to datatrove 0.10's reading, for like-for-like benchmarks. Every statistic is
 computed with polars expressions over the whole batch (list ops, explode + group_by on a row index),
 never with a per-document Python loop: that is where the throughput comes from.
 
@@ -30,13 +35,29 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+import numpy as np
 import polars as pl
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from pipeline.blocklist import BlocklistConfig, blocklist_reason
 from pipeline.schema import StageResult, to_rejected
 
 STAGE = "filter"
 _RI = "__filter_row"  # temporary row index used to join stats back
+
+FAMILIES = ("gopher_quality", "gopher_repetition", "c4", "fineweb", "refinedweb", "code", "book")
+Family = Literal["gopher_quality", "gopher_repetition", "c4", "fineweb", "refinedweb", "code", "book"]
+
+# C4 reference code (TFDS c4_utils): terminal punctuation a kept line must end with; policy notices.
+C4_END_PUNCT = (".", "?", "!", '"', "'")
+C4_POLICY = ["terms of use", "privacy policy", "cookie policy", "uses cookies", "use of cookies", "use cookies"]
+_C4_CITATION = r"\[\d*\]|\[edit\]|\[citation needed\]"
+# RefinedWeb: counters and short boilerplate lines (examples from the paper's appendix G.2).
+_RW_COUNTER = r"(?i)^[\d.,]+[kKmM]?\s+(likes?|shares?|comments?|retweets?|repl(y|ies)|views?|followers?|votes?)$"
+_RW_BOILER = (
+    r"(?i)\b(sign[ -]?in|log[ -]?in|sign[ -]?up|read more|click here|share this|items? in (your )?cart"
+    r"|all rights reserved|subscribe|newsletter|cookie)\b"
+)
 
 GOPHER_STOP_WORDS = ["the", "be", "to", "of", "and", "that", "have", "with"]
 
@@ -55,13 +76,28 @@ PROSE_STATS = [
     *[f"rep_top{n}gram_frac" for n in (2, 3, 4)],
     *[f"rep_dup{n}gram_frac" for n in range(5, 11)],
 ]
+C4_STATS = ["c4_sentences", "c4_lorem_ipsum", "c4_curly_bracket", "c4_removed_lines_frac"]
+FINEWEB_STATS = [
+    "fineweb_line_punct_frac",
+    "fineweb_dup_line_char_frac",
+    "fineweb_short_line_frac",
+    "fineweb_newline_ratio",
+]
+REFINEDWEB_STATS = ["refinedweb_removed_words_frac"]
+BOOK_STATS = ["book_upper_lines_frac"]
 CODE_STATS = ["code_max_line_len", "code_mean_line_len", "code_alnum_frac"]
-STAT_COLUMNS = PROSE_STATS + CODE_STATS
+STAT_COLUMNS = PROSE_STATS + C4_STATS + FINEWEB_STATS + REFINEDWEB_STATS + BOOK_STATS + CODE_STATS
 
-_INT_STATS = {"gopher_word_count", "gopher_stop_words", "code_max_line_len"}
+_INT_STATS = {"gopher_word_count", "gopher_stop_words", "code_max_line_len", "c4_sentences"}
+_BOOL_STATS = {"c4_lorem_ipsum", "c4_curly_bracket"}
 
 # Characters that open a bullet-point line (Gopher does not list them; these cover the usual ones).
 _DEFAULT_BULLETS = "•‣◦▪▫●○■□∙·-*–"
+# datatrove-style word tokens (its spaCy tokenizer, approximated): whitespace chunks with leading and
+# trailing ASCII / common typographic punctuation split off one mark at a time ("..." stays whole);
+# inner punctuation stays ("3.5", "don't", "a,b" in unspaced scripts).
+_DT_P = r"""!"#$%&'()*+,\-./:;<=>?@\[\\\]^_`{|}~«»“”‘’…–—"""
+_DT_TOKEN = rf"\.\.\.|[{_DT_P}]|[^\s{_DT_P}](?:\S*[^\s{_DT_P}])?"
 _NON_SYMBOL = r"[^\p{P}\p{S}]"  # a word counts as a word if it has one char that is not punct/symbol
 
 
@@ -78,6 +114,15 @@ class FilterConfig(BaseModel):
     prose_langs: list[str] | None = None
     # Rule names (see ``RULE_NAMES``) to switch off without touching their thresholds.
     disabled_rules: list[str] = Field(default_factory=list)
+    # "paper": our reading of the papers (see the module docstring). "datatrove": datatrove 0.10's
+    # reading, for like-for-like comparison: words are tokens with punctuation split off (as its spaCy
+    # tokenizer does), stop words are distinct and case-sensitive, blank lines count as lines,
+    # repetition fractions are over len(text), a duplicated n-gram's first occurrence is not counted.
+    definitions: Literal["paper", "datatrove"] = "paper"
+    # Rule families to run (see ``FAMILIES``); a family's statistics are only computed when it is on.
+    families: list[Family] = Field(default_factory=lambda: ["gopher_quality", "gopher_repetition", "code"])
+    # Optional ingest blocklist (URL / domain), applied as the first rule when set.
+    blocklist: BlocklistConfig | None = None
 
     # --- Gopher quality filters (Rae et al. 2021, appendix A) ---
     min_words: int | None = 50  # Gopher: 50 <= words
@@ -105,6 +150,40 @@ class FilterConfig(BaseModel):
     max_dup_ngram_frac: dict[int, float | None] = Field(
         default_factory=lambda: {5: 0.15, 6: 0.14, 7: 0.13, 8: 0.12, 9: 0.11, 10: 0.10}
     )
+
+    # --- C4 (Raffel et al. 2020, "Exploring the Limits of Transfer Learning", section 2.2) ---
+    # Line removal rewrites the text: a line survives if it ends in terminal punctuation (not an
+    # ellipsis), has >= 3 words, no word > 1000 chars, and mentions neither "javascript" nor a policy
+    # notice; citation markers ([1], [edit], [citation needed]) are cut first. Then page rules.
+    c4_remove_lines: bool = True
+    c4_remove_citations: bool = True
+    c4_require_terminal_punct: bool = True
+    c4_min_words_per_line: int | None = 3  # C4: "only retained lines that contained at least 3 words"
+    c4_max_word_length: int | None = 1000  # C4 reference code: lines with a word > 1000 chars dropped
+    c4_drop_javascript_lines: bool = True  # C4: "removed any line with the word Javascript"
+    c4_drop_policy_lines: bool = True  # C4: "terms of use", "privacy policy", "cookie policy", ...
+    c4_min_sentences: int | None = 5  # C4: "discarded any page with fewer than 5 sentences"
+    c4_reject_lorem_ipsum: bool = True  # C4: "removed any page where the phrase 'lorem ipsum' appeared"
+    c4_reject_curly_bracket: bool = True  # C4: "removed any pages that contained a curly bracket"
+
+    # --- FineWeb (Penedo et al. 2024, "The FineWeb Datasets", section 3.4 custom filters) ---
+    fineweb_min_line_punct_frac: float | None = 0.12  # FineWeb: drop if <= 12% of lines end in punctuation
+    fineweb_max_dup_line_char_frac: float | None = 0.1  # FineWeb: drop if >= 10% of chars in duplicated lines
+    fineweb_max_short_line_frac: float | None = 0.67  # FineWeb: drop if >= 67% of lines are < 30 chars
+    fineweb_short_line_len: int = 30
+    # datatrove's FineWeb filter also drops list-like pages: newlines / words > 0.3 (not in the paper).
+    fineweb_max_newline_ratio: float | None = 0.3
+
+    # --- RefinedWeb line-wise corrections (Penedo et al. 2023, "The RefinedWeb Dataset", appendix G.2) ---
+    # Lines that are mostly upper case, only digits, a counter ("3 likes"), a single word, or a short
+    # navigation/boilerplate line are removed; if they held > 5% of the words, the page is dropped.
+    refinedweb_max_removed_words_frac: float | None = 0.05
+    refinedweb_upper_frac: float = 0.5  # "mainly composed of uppercase characters"
+    refinedweb_short_line_words: int = 10  # boilerplate patterns only remove lines this short
+
+    # --- Books (our rules; PG-19 / Books3 publish no heuristic thresholds, so these are ours) ---
+    book_min_words: int | None = 1000  # a "book" under ~4 pages is a fragment, table or licence text
+    book_max_upper_lines_frac: float | None = 0.4  # mostly-capitals pages: indexes, tables of contents
 
     # --- Code (StarCoder / The Stack, Li et al. 2023; Kocetkov et al. 2022) ---
     code_max_line_len: int | None = 1000  # StarCoder: max line length <= 1000
@@ -141,10 +220,11 @@ class FilterConfig(BaseModel):
 class _Rule:
     name: str  # switch name, for ``disabled_rules``
     stat: str  # column it reads (or a flag name for meta rules)
-    op: Literal["<", ">", "flag"]
+    op: Literal["<", ">", "<=", ">=", "flag"]
     threshold: float | int | None
     only_source: str | None = None  # restrict to one source
     skip_source: str | None = None  # never apply to this source
+    family: str = "gopher_quality"
 
     @property
     def reason(self) -> str:
@@ -170,6 +250,16 @@ RULE_NAMES = [
     "rep_dup_para_char",
     *[f"rep_top{n}gram" for n in (2, 3, 4)],
     *[f"rep_dup{n}gram" for n in range(5, 11)],
+    "c4_lorem_ipsum",
+    "c4_curly_bracket",
+    "c4_min_sentences",
+    "refinedweb_removed_words",
+    "fineweb_line_punct",
+    "fineweb_short_lines",
+    "fineweb_dup_line_chars",
+    "fineweb_newline_ratio",
+    "book_min_words",
+    "book_upper_lines",
     "code_minified",
     "code_generated",
     "code_lockfile",
@@ -181,6 +271,7 @@ RULE_NAMES = [
 
 def _rules(cfg: FilterConfig) -> list[_Rule]:
     """The enabled rules, in evaluation order."""
+    gr, cd, fw = "gopher_repetition", "code", "fineweb"
     r = [
         _Rule("gopher_min_words", "gopher_word_count", "<", cfg.min_words),
         _Rule("gopher_max_words", "gopher_word_count", ">", cfg.max_words, skip_source="book"),
@@ -192,27 +283,53 @@ def _rules(cfg: FilterConfig) -> list[_Rule]:
         _Rule("gopher_ellipsis_lines", "gopher_ellipsis_lines_frac", ">", cfg.max_ellipsis_lines_frac),
         _Rule("gopher_alpha_words", "gopher_alpha_words_frac", "<", cfg.min_alpha_words_frac),
         _Rule("gopher_stop_words", "gopher_stop_words", "<", cfg.min_stop_words),
-        _Rule("rep_dup_line", "rep_dup_line_frac", ">", cfg.max_dup_line_frac),
-        _Rule("rep_dup_para", "rep_dup_para_frac", ">", cfg.max_dup_para_frac),
-        _Rule("rep_dup_line_char", "rep_dup_line_char_frac", ">", cfg.max_dup_line_char_frac),
-        _Rule("rep_dup_para_char", "rep_dup_para_char_frac", ">", cfg.max_dup_para_char_frac),
+        _Rule("rep_dup_line", "rep_dup_line_frac", ">", cfg.max_dup_line_frac, family=gr),
+        _Rule("rep_dup_para", "rep_dup_para_frac", ">", cfg.max_dup_para_frac, family=gr),
+        _Rule("rep_dup_line_char", "rep_dup_line_char_frac", ">", cfg.max_dup_line_char_frac, family=gr),
+        _Rule("rep_dup_para_char", "rep_dup_para_char_frac", ">", cfg.max_dup_para_char_frac, family=gr),
         *[
-            _Rule(f"rep_top{n}gram", f"rep_top{n}gram_frac", ">", cfg.max_top_ngram_frac.get(n))
+            _Rule(f"rep_top{n}gram", f"rep_top{n}gram_frac", ">", cfg.max_top_ngram_frac.get(n), family=gr)
             for n in (2, 3, 4)
         ],
         *[
-            _Rule(f"rep_dup{n}gram", f"rep_dup{n}gram_frac", ">", cfg.max_dup_ngram_frac.get(n))
+            _Rule(f"rep_dup{n}gram", f"rep_dup{n}gram_frac", ">", cfg.max_dup_ngram_frac.get(n), family=gr)
             for n in range(5, 11)
         ],
-        _Rule("code_minified", "code_minified", "flag", 1 if cfg.code_reject_minified else None),
-        _Rule("code_generated", "code_generated", "flag", 1 if cfg.code_reject_generated else None),
-        _Rule("code_lockfile", "code_lockfile", "flag", 1 if cfg.code_reject_lockfile else None),
-        _Rule("code_max_line_len", "code_max_line_len", ">", cfg.code_max_line_len),
-        _Rule("code_mean_line_len", "code_mean_line_len", ">", cfg.code_max_mean_line_len),
-        _Rule("code_alnum_frac", "code_alnum_frac", "<", cfg.code_min_alnum_frac),
+        _Rule("c4_lorem_ipsum", "c4_lorem_ipsum", "flag", 1 if cfg.c4_reject_lorem_ipsum else None, family="c4"),
+        _Rule("c4_curly_bracket", "c4_curly_bracket", "flag", 1 if cfg.c4_reject_curly_bracket else None, family="c4"),
+        _Rule("c4_min_sentences", "c4_sentences", "<", cfg.c4_min_sentences, family="c4"),
+        _Rule(
+            "refinedweb_removed_words",
+            "refinedweb_removed_words_frac",
+            ">",
+            cfg.refinedweb_max_removed_words_frac,
+            family="refinedweb",
+        ),
+        _Rule("fineweb_line_punct", "fineweb_line_punct_frac", "<=", cfg.fineweb_min_line_punct_frac, family=fw),
+        _Rule("fineweb_short_lines", "fineweb_short_line_frac", ">=", cfg.fineweb_max_short_line_frac, family=fw),
+        _Rule(
+            "fineweb_dup_line_chars",
+            "fineweb_dup_line_char_frac",
+            ">=",
+            cfg.fineweb_max_dup_line_char_frac,
+            family=fw,
+        ),
+        _Rule("fineweb_newline_ratio", "fineweb_newline_ratio", ">", cfg.fineweb_max_newline_ratio, family=fw),
+        _Rule("book_min_words", "gopher_word_count", "<", cfg.book_min_words, only_source="book", family="book"),
+        _Rule(
+            "book_upper_lines", "book_upper_lines_frac", ">", cfg.book_max_upper_lines_frac, only_source="book",
+            family="book",
+        ),
+        _Rule("code_minified", "code_minified", "flag", 1 if cfg.code_reject_minified else None, family=cd),
+        _Rule("code_generated", "code_generated", "flag", 1 if cfg.code_reject_generated else None, family=cd),
+        _Rule("code_lockfile", "code_lockfile", "flag", 1 if cfg.code_reject_lockfile else None, family=cd),
+        _Rule("code_max_line_len", "code_max_line_len", ">", cfg.code_max_line_len, family=cd),
+        _Rule("code_mean_line_len", "code_mean_line_len", ">", cfg.code_max_mean_line_len, family=cd),
+        _Rule("code_alnum_frac", "code_alnum_frac", "<", cfg.code_min_alnum_frac, family=cd),
     ]
     off = set(cfg.disabled_rules)
-    return [x for x in r if x.threshold is not None and x.name not in off]
+    fams = set(cfg.families)
+    return [x for x in r if x.threshold is not None and x.name not in off and x.family in fams]
 
 
 # ----------------------------------------------------------------------------------------------
@@ -224,14 +341,17 @@ def _safe_div(num: pl.Expr, den: pl.Expr) -> pl.Expr:
     return pl.when(den > 0).then(num.cast(pl.Float64) / den.cast(pl.Float64)).otherwise(0.0)
 
 
-def _dup_fracs(parts: pl.Expr, prefix: str) -> list[pl.Expr]:
-    """Duplicate-element fraction and duplicate-char fraction of a list-of-strings expression."""
+def _dup_fracs(parts: pl.Expr, prefix: str, den: pl.Expr | None = None) -> list[pl.Expr]:
+    """Duplicate-element fraction and duplicate-char fraction of a list-of-strings expression
+    (chars over the parts' own chars, or over ``den``)."""
     n = parts.list.len()
     lens = parts.list.eval(pl.element().str.len_chars())
     ulens = parts.list.unique().list.eval(pl.element().str.len_chars())
     return [
         _safe_div(n - parts.list.n_unique(), n).alias(f"{prefix}_frac"),
-        _safe_div(lens.list.sum() - ulens.list.sum(), lens.list.sum()).alias(f"{prefix}_char_frac"),
+        _safe_div(lens.list.sum() - ulens.list.sum(), lens.list.sum() if den is None else den).alias(
+            f"{prefix}_char_frac"
+        ),
     ]
 
 
@@ -242,25 +362,38 @@ def _prose_doc_stats(df: pl.DataFrame, cfg: FilterConfig) -> pl.DataFrame:
     bullets = "".join("\\" + c if c in r"\-^[]" else c for c in cfg.bullet_chars)
     stop = [w.lower() for w in cfg.stop_words]
     strip_punct = r"^[\p{P}\p{S}]+|[\p{P}\p{S}]+$"
+    t = pl.col("__text")
+    if cfg.definitions == "datatrove":
+        lines_exprs = [
+            t.str.extract_all(_DT_TOKEN).alias("__words"),
+            t.str.replace_all(r"\r\n?", "\n").str.strip_suffix("\n").str.split("\n")
+            .list.eval(pl.element().str.strip_chars()).alias("__lines"),
+            t.str.replace_all(r"\n+", "\n").str.split("\n").alias("__rlines"),
+            t.str.strip_chars().str.replace_all(r"\n{2,}", "\x00").str.split("\x00").alias("__paras"),
+        ]
+        stop_expr = words.list.unique().list.eval(pl.element().is_in(cfg.stop_words)).list.sum()
+        rep_den: pl.Expr | None = t.str.len_chars()
+    else:
+        lines_exprs = [
+            t.str.extract_all(r"\S+").alias("__words"),
+            t.str.split("\n").list.eval(pl.element().str.strip_chars()).list.filter(pl.element() != "")
+            .alias("__lines"),
+            t.str.replace_all(r"\n\s*\n", "\x00").str.split("\x00").list.eval(pl.element().str.strip_chars())
+            .list.filter(pl.element() != "").alias("__paras"),
+        ]
+        stop_expr = words.list.eval(
+            pl.element().str.to_lowercase().str.replace_all(strip_punct, "").is_in(stop)
+        ).list.sum()
+        rep_den = None
+    rep_lines = "__rlines" if cfg.definitions == "datatrove" else "__lines"
+    # Python's str.isalpha (datatrove) is the letter categories; the paper reading takes any alphabetic char
+    alpha_re = r"\p{L}" if cfg.definitions == "datatrove" else r"\p{Alphabetic}"
     return (
         df.select(
             _RI,
             text.alias("__text"),
         )
-        .with_columns(
-            pl.col("__text").str.extract_all(r"\S+").alias("__words"),
-            pl.col("__text")
-            .str.split("\n")
-            .list.eval(pl.element().str.strip_chars())
-            .list.filter(pl.element() != "")
-            .alias("__lines"),
-            pl.col("__text")
-            .str.replace_all(r"\n\s*\n", "\x00")
-            .str.split("\x00")
-            .list.eval(pl.element().str.strip_chars())
-            .list.filter(pl.element() != "")
-            .alias("__paras"),
-        )
+        .with_columns(lines_exprs)
         .with_columns(
             words.list.filter(pl.element().str.contains(_NON_SYMBOL)).alias("__nsw"),
             words.list.len().alias("__nwords"),
@@ -292,92 +425,253 @@ def _prose_doc_stats(df: pl.DataFrame, cfg: FilterConfig) -> pl.DataFrame:
                 pl.col("__lines").list.len(),
             ).alias("gopher_ellipsis_lines_frac"),
             _safe_div(
-                words.list.eval(pl.element().str.contains(r"\p{Alphabetic}")).list.sum(),
+                words.list.eval(pl.element().str.contains(alpha_re)).list.sum(),
                 pl.col("__nwords"),
             ).alias("gopher_alpha_words_frac"),
-            words.list.eval(
-                pl.element().str.to_lowercase().str.replace_all(strip_punct, "").is_in(stop)
-            )
-            .list.sum()
-            .cast(pl.Int64)
-            .alias("gopher_stop_words"),
-            *_dup_fracs(pl.col("__lines"), "rep_dup_line"),
-            *_dup_fracs(pl.col("__paras"), "rep_dup_para"),
+            stop_expr.cast(pl.Int64).alias("gopher_stop_words"),
+            *_dup_fracs(pl.col(rep_lines), "rep_dup_line", rep_den),
+            *_dup_fracs(pl.col("__paras"), "rep_dup_para", rep_den),
         )
     )
 
 
-def _ngram_stats(df: pl.DataFrame, top_ns: list[int], dup_ns: list[int]) -> pl.DataFrame:
+def _ngram_stats(df: pl.DataFrame, top_ns: list[int], dup_ns: list[int], dt: bool = False) -> pl.DataFrame:
     """Gopher n-gram repetition stats via one exploded word table (row, position) and group_by.
 
     N-gram identity is a hash chained over word hashes: h_n(i) = hash(h_{n-1}(i), h_1(i+n-1)), valid
     where word i+n-1 belongs to the same document. Character counts come from a running sum of word
-    lengths, so no n-gram string is ever built.
+    lengths, so no n-gram string is ever built. ``dt``: datatrove's reading (see FilterConfig.definitions).
     """
-    out = df.select(_RI)
+    out = df.select(_RI, pl.col("text").fill_null("").str.len_chars().alias("__len"))
     max_n = max([*top_ns, *dup_ns], default=0)
     if max_n == 0:
         return out
     w = (
-        df.select(_RI, pl.col("text").fill_null("").str.extract_all(r"\S+").alias("w"))
+        df.select(_RI, pl.col("text").fill_null("").str.extract_all(_DT_TOKEN if dt else r"\S+").alias("w"))
         .explode("w")
         .filter(pl.col("w").is_not_null())
         .with_row_index("__g")
         .select(
             pl.col(_RI),
             pl.col("__g").cast(pl.Int64),
-            # the row index is hashed in, so equal hashes mean "same n-gram in the same document"
-            pl.struct(pl.col(_RI), pl.col("w")).hash(seed=0).alias("h1"),
             pl.col("w").hash(seed=1).alias("wh"),
             pl.col("w").str.len_chars().cast(pl.Int64).alias("wl"),
         )
         .with_columns(pl.col("wl").cum_sum().alias("__cs"))
     )
-    for n in range(2, max_n + 1):
-        same_doc = pl.col(_RI).shift(-(n - 1)) == pl.col(_RI)
-        nxt = pl.struct(pl.col(f"h{n - 1}").alias("a"), pl.col("wh").shift(-(n - 1)).alias("b"))
-        # h_n depends on h_{n-1}: one level at a time
-        w = w.with_columns(pl.when(same_doc).then(nxt.hash(seed=n)).alias(f"h{n}"))
-    agg: list[pl.Expr] = [pl.col("wl").sum().alias("__total")]
-    if dup_ns:
-        w = w.with_columns(
-            (pl.col(f"h{n}").is_not_null() & pl.col(f"h{n}").is_duplicated()).alias(f"dup{n}") for n in dup_ns
-        )
-        cover = []
-        for n in dup_ns:
-            # word g is covered if a duplicated n-gram of the same document starts in (g-n, g]
-            dup = pl.col(f"dup{n}")
-            last_start = pl.when(dup).then(pl.col("__g")).otherwise(None).forward_fill()
-            last_doc = pl.when(dup).then(pl.col(_RI)).otherwise(None).forward_fill()
-            cover.append(
-                ((pl.col("__g") - last_start < n) & (last_doc == pl.col(_RI))).fill_null(False).alias(f"cov{n}")
+    # Polynomial rolling hash in numpy (wrapping uint64): h_n(i) = h_{n-1}(i) * P + wh(i+n-1), salted
+    # with the row index so that equal values mean "same n-gram in the same document"; null where the
+    # n-gram would run past its document.
+    wh = w["wh"].to_numpy().astype(np.uint64)
+    ri = w[_RI].to_numpy().astype(np.int64)
+    size = len(wh)
+    salt = ri.astype(np.uint64) * np.uint64(0x9E3779B97F4A7C15)
+    h = wh.copy()
+    hs: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+    with np.errstate(over="ignore"):
+        for n in range(2, max_n + 1):
+            k = n - 1
+            nxt = np.zeros(size, dtype=np.uint64)
+            valid = np.zeros(size, dtype=bool)
+            if size > k:
+                nxt[: size - k] = wh[k:]
+                valid[: size - k] = ri[k:] == ri[: size - k]
+            h = h * np.uint64(1099511628211) + nxt
+            hs[n] = (h ^ salt, valid)
+    cs = w["__cs"].to_numpy()
+    wl = w["wl"].to_numpy()
+    docs = out[_RI].to_numpy()
+    pos = np.searchsorted(docs, ri)  # document of each word, as an index into ``out``
+    cols: dict[str, np.ndarray] = {"__total": np.bincount(pos, weights=wl, minlength=len(docs))}
+    for n in sorted(set(top_ns) | set(dup_ns)):
+        hn, valid = hs[n]
+        v_idx = np.flatnonzero(valid)
+        cnt, first_of = _group_counts(hn[v_idx])
+        if n in dup_ns:
+            # repeated n-gram starts: every occurrence of a repeated one (paper), or all but the first (datatrove)
+            rep = first_of != np.arange(len(v_idx)) if dt else cnt > 1
+            starts = v_idx[rep]
+            if dt:
+                chars = _greedy_picks(starts, n, cs, wl)
+                cols[f"__dup{n}"] = np.bincount(pos[chars[0]], weights=chars[1], minlength=len(docs))
+            else:
+                # word g is covered if a repeated n-gram of its document starts in (g - n, g]
+                g = np.arange(size)
+                last = np.searchsorted(starts, g, side="right") - 1
+                st = starts[np.maximum(last, 0)] if len(starts) else np.zeros(size, dtype=np.int64)
+                covered = (last >= 0) & (g - st < n) & (ri[st] == ri) if len(starts) else np.zeros(size, bool)
+                cols[f"__dup{n}"] = np.bincount(pos[covered], weights=wl[covered], minlength=len(docs))
+        if n in top_ns:
+            ch = cs[v_idx + n - 1] - cs[v_idx] + wl[v_idx] + (n - 1 if dt else 0)
+            keep = cnt > (0 if dt else 1)
+            # ties: the longest (paper reading) or the first seen (Counter.most_common, datatrove)
+            tie = (np.int64(1 << 40) - 1 - v_idx[first_of]) if dt else ch
+            key = (cnt.astype(np.int64) << 40) | tie.astype(np.int64)
+            best = (
+                pl.DataFrame({"d": pos[v_idx][keep], "key": key[keep], "val": (cnt * ch)[keep]})
+                .group_by("d")
+                .agg(pl.col("val").get(pl.col("key").arg_max()))
             )
-        w = w.with_columns(cover)
-        agg += [pl.col("wl").filter(pl.col(f"cov{n}")).sum().alias(f"__dup{n}") for n in dup_ns]
-    out = out.join(w.group_by(_RI).agg(agg), on=_RI, how="left")
-    for n in top_ns:
-        chars = pl.col("__cs").shift(-(n - 1)) - pl.col("__cs") + pl.col("wl")
-        top = (
-            w.with_columns(chars.alias("ch"))
-            .filter(pl.col(f"h{n}").is_not_null())
-            .group_by(_RI, f"h{n}")
-            .agg(pl.len().alias("cnt"), pl.col("ch").first())
-            .filter(pl.col("cnt") > 1)
-            .group_by(_RI)
-            .agg(
-                (pl.col("cnt") * pl.col("ch"))
-                .sort_by(["cnt", "ch"], descending=[True, True])
-                .first()
-                .alias(f"__top{n}")
-            )
-        )
-        out = out.join(top, on=_RI, how="left")
-    total = pl.col("__total").fill_null(0)
+            top = np.zeros(len(docs))
+            top[best["d"].to_numpy()] = best["val"].to_numpy()
+            cols[f"__top{n}"] = top
+    out = out.with_columns([pl.Series(k, v, dtype=pl.Float64) for k, v in cols.items()])
+    total = pl.col("__len") if dt else pl.col("__total").fill_null(0)
     return out.select(
         _RI,
         *[_safe_div(pl.col(f"__top{n}").fill_null(0), total).alias(f"rep_top{n}gram_frac") for n in top_ns],
         *[_safe_div(pl.col(f"__dup{n}").fill_null(0), total).alias(f"rep_dup{n}gram_frac") for n in dup_ns],
     )
+
+
+def _group_counts(h: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per element: how often its value occurs, and the index of its first occurrence (one sort;
+    cheaper than ``np.unique`` with inverse and index, which needs a stable sort)."""
+    if len(h) == 0:
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
+    order = np.argsort(h)
+    hs = h[order]
+    starts = np.flatnonzero(np.concatenate([[True], hs[1:] != hs[:-1]]))
+    sizes = np.diff(np.append(starts, len(h)))
+    firsts = np.minimum.reduceat(order, starts)
+    group = np.repeat(np.arange(len(starts)), sizes)
+    cnt = np.empty(len(h), dtype=np.int64)
+    first = np.empty(len(h), dtype=np.int64)
+    cnt[order] = sizes[group]
+    first[order] = firsts[group]
+    return cnt, first
+
+
+def _greedy_picks(starts: np.ndarray, n: int, cs: np.ndarray, wl: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """datatrove's scan: walk the words; at an n-gram seen before, count its chars and jump n words.
+
+    Only the (few) repeated-n-gram starts are visited in Python; a jump never crosses a document,
+    since an n-gram starting at p ends inside its document. (datatrove also leaves jumped-over n-grams
+    out of its "seen" set; we do not, a second-order difference.) Returns (pick positions, their chars).
+    """
+    picks = []
+    nxt = -1
+    for p in starts.tolist():
+        if p >= nxt:
+            picks.append(p)
+            nxt = p + n
+    pk = np.asarray(picks, dtype=np.int64)
+    chars = cs[pk + n - 1] - cs[pk] + wl[pk] if len(pk) else np.zeros(0, dtype=np.int64)
+    return pk, chars
+
+
+def _c4_lines(df: pl.DataFrame, cfg: FilterConfig) -> pl.DataFrame:
+    """C4 line removal and page rules, in the order of the C4 reference code (TFDS ``c4_utils``).
+
+    Returns ``_RI``, the rewritten ``__text`` and the ``c4_*`` statistics. The lorem-ipsum and
+    curly-bracket page rules only look at lines that survived the punctuation and length checks,
+    as in the reference code. Sentences are counted on kept lines: runs of ``.!?`` followed by
+    space or line end (at least one per kept line, which always ends in terminal punctuation).
+    """
+    raw = pl.col("__text").str.split("\n")
+    lines = (
+        df.select(_RI, raw.alias("__l"))
+        .with_columns(pl.col("__l").list.len().alias("__nl"))
+        .explode("__l")
+        .with_columns(pl.col("__l").fill_null("").str.strip_chars())
+    )
+    line = pl.col("__l")
+    nwords = line.str.count_matches(r"\S+")
+    cut = line.str.replace_all(_C4_CITATION, "") if cfg.c4_remove_citations else line
+    ok = pl.lit(True)
+    if cfg.c4_max_word_length is not None:
+        ok = ok & ~line.str.contains(rf"\S{{{cfg.c4_max_word_length + 1}}}")
+    if cfg.c4_require_terminal_punct:
+        ends = pl.any_horizontal([cut.str.ends_with(p) for p in C4_END_PUNCT])
+        ok = ok & ends & ~cut.str.ends_with("...")
+    if cfg.c4_min_words_per_line is not None:
+        ok = ok & (nwords >= cfg.c4_min_words_per_line)
+    low = cut.str.to_lowercase()
+    lorem = ok & low.str.contains("lorem ipsum", literal=True)
+    if cfg.c4_drop_javascript_lines:
+        ok = ok & ~low.str.contains("javascript", literal=True)
+    curly = ok & cut.str.contains("{", literal=True)
+    if cfg.c4_drop_policy_lines:
+        ok = ok & ~low.str.contains_any(C4_POLICY)
+    sentences = pl.max_horizontal(cut.str.count_matches(r"[.!?]+['\")\]]*(\s|$)"), pl.lit(1))
+    per_doc = (
+        lines.with_columns(ok.alias("__ok"), lorem.alias("__lorem"), curly.alias("__curly"), cut.alias("__cut"))
+        .with_columns(sentences.alias("__sent"))
+        .group_by(_RI, maintain_order=True)
+        .agg(
+            pl.col("__cut").filter(pl.col("__ok")).str.join("\n").str.strip_chars().alias("__new"),
+            pl.col("__sent").filter(pl.col("__ok")).sum().cast(pl.Int64).alias("c4_sentences"),
+            pl.col("__lorem").any().alias("c4_lorem_ipsum"),
+            pl.col("__curly").any().alias("c4_curly_bracket"),
+            (1.0 - pl.col("__ok").mean()).alias("c4_removed_lines_frac"),
+        )
+    )
+    return per_doc
+
+
+def _refinedweb_lines(df: pl.DataFrame, cfg: FilterConfig) -> pl.DataFrame:
+    """RefinedWeb line-wise corrections: ``_RI``, rewritten ``__new`` and ``refinedweb_removed_words_frac``."""
+    lines = df.select(_RI, pl.col("__text").str.split("\n").alias("__l")).explode("__l")
+    line = pl.col("__l").fill_null("")
+    s = line.str.strip_chars()
+    nw = s.str.count_matches(r"\S+")
+    letters = s.str.count_matches(r"\p{Alphabetic}")
+    upper = s.str.count_matches(r"\p{Uppercase}")
+    drop = (
+        ((letters > 0) & (upper > cfg.refinedweb_upper_frac * letters))  # mainly upper case
+        | s.str.contains(r"^[\d\s\p{P}\p{S}]+$") & s.str.contains(r"\d")  # only numerical
+        | s.str.contains(_RW_COUNTER)  # a counter: "3 likes"
+        | (nw == 1)  # a single word
+        | ((nw <= cfg.refinedweb_short_line_words) & s.str.contains(_RW_BOILER))
+    )
+    return (
+        lines.with_columns(drop.alias("__drop"), nw.alias("__nw"))
+        .group_by(_RI, maintain_order=True)
+        .agg(
+            pl.col("__l").filter(~pl.col("__drop")).str.join("\n").alias("__new"),
+            _safe_div(pl.col("__nw").filter(pl.col("__drop")).sum(), pl.col("__nw").sum()).alias(
+                "refinedweb_removed_words_frac"
+            ),
+        )
+    )
+
+
+# FineWeb's "terminal punctuation": any Unicode sentence terminator, plus closing quotes after one.
+_FW_TERMINAL = r"[\p{Sentence_Terminal}]['\"”’)\]]*$"
+
+
+def _fineweb_stats(df: pl.DataFrame, cfg: FilterConfig) -> pl.DataFrame:
+    """FineWeb custom rules over non-blank ``\\n`` lines of ``__text`` (lines are not stripped)."""
+    text = pl.col("__text")
+    lines = text.str.split("\n").list.filter(pl.element().str.strip_chars() != "")
+    n = lines.list.len()
+    lens = lines.list.eval(pl.element().str.len_chars())
+    ulens = lines.list.unique().list.eval(pl.element().str.len_chars())
+    return df.select(
+        _RI,
+        pl.when(n > 0)
+        .then(lines.list.eval(pl.element().str.contains(_FW_TERMINAL)).list.sum() / n)
+        .otherwise(0.0)
+        .alias("fineweb_line_punct_frac"),
+        _safe_div(lens.list.sum() - ulens.list.sum(), text.str.replace_all("\n", "", literal=True).str.len_chars())
+        .alias("fineweb_dup_line_char_frac"),
+        _safe_div(
+            lines.list.eval(pl.element().str.len_chars() <= cfg.fineweb_short_line_len).list.sum(), n
+        ).alias("fineweb_short_line_frac"),
+        _safe_div(text.str.count_matches("\n", literal=True), text.str.count_matches(r"\w+|[^\w\s]")).alias(
+            "fineweb_newline_ratio"
+        ),
+    )
+
+
+def _book_stats(df: pl.DataFrame) -> pl.DataFrame:
+    lines = pl.col("__text").str.split("\n").list.eval(pl.element().str.strip_chars()).list.filter(
+        pl.element().str.contains(r"\p{Alphabetic}")
+    )
+    upper = lines.list.eval(
+        pl.element().str.count_matches(r"\p{Uppercase}") > 0.5 * pl.element().str.count_matches(r"\p{Alphabetic}")
+    )
+    return df.select(_RI, _safe_div(upper.list.sum(), lines.list.len()).alias("book_upper_lines_frac"))
 
 
 def _code_doc_stats(df: pl.DataFrame) -> pl.DataFrame:
@@ -400,36 +694,73 @@ def _code_doc_stats(df: pl.DataFrame) -> pl.DataFrame:
 
 
 def _stat_dtype(name: str) -> pl.DataType:
+    if name in _BOOL_STATS:
+        return pl.Boolean()
     return pl.Int64() if name in _INT_STATS else pl.Float64()
 
 
 def _compute(df: pl.DataFrame, cfg: FilterConfig) -> pl.DataFrame:
-    """compute_stats plus the temporary row index and code meta flags (used by apply_filters)."""
+    """compute_stats plus the temporary row index, code meta flags and ``__orig_text`` (the text
+    before line removal, for rejected rows). Only the families in ``cfg.families`` are computed."""
     df = df.with_row_index(_RI)
+    fams = set(cfg.families)
     prose_mask = pl.col("source").is_in(cfg.apply_prose_to)
     if cfg.prose_langs is not None and "lang" in df.columns:
         prose_mask = prose_mask & (pl.col("lang").is_null() | pl.col("lang").is_in(cfg.prose_langs))
     prose = df.filter(prose_mask)
-    code = df.filter(pl.col("source").is_in(cfg.apply_code_to))
 
     # Skip the expensive n-gram passes whose rules are all off.
     active = {r.stat for r in _rules(cfg)}
     top_ns = [n for n in (2, 3, 4) if f"rep_top{n}gram_frac" in active]
     dup_ns = [n for n in range(5, 11) if f"rep_dup{n}gram_frac" in active]
 
-    p = _prose_doc_stats(prose, cfg).join(_ngram_stats(prose, top_ns, dup_ns), on=_RI, how="left")
-    c = _code_doc_stats(code)
-    df = df.drop([c for c in [*STAT_COLUMNS, "code_minified", "code_generated", "code_lockfile"] if c in df])
-    df = df.join(p, on=_RI, how="left").join(c, on=_RI, how="left")
+    frames: list[pl.DataFrame] = []
+    # Gopher rules (and the book word count) judge the text as it came in, as the papers' pipelines do.
+    if fams & {"gopher_quality", "gopher_repetition", "book"}:
+        frames.append(_prose_doc_stats(prose, cfg))
+    if "gopher_repetition" in fams:
+        frames.append(_ngram_stats(prose, top_ns, dup_ns, cfg.definitions == "datatrove"))
+    # Line-rewriting families run in order (C4, then RefinedWeb) and FineWeb judges the result.
+    text = prose.select(_RI, pl.col("text").fill_null("").alias("__text"))
+    rewritten = False
+    if "c4" in fams:
+        c4 = _c4_lines(text, cfg)
+        frames.append(c4.drop("__new"))
+        if cfg.c4_remove_lines:
+            text, rewritten = c4.select(_RI, pl.col("__new").alias("__text")), True
+    if "refinedweb" in fams:
+        rw = _refinedweb_lines(text, cfg)
+        frames.append(rw.drop("__new"))
+        text, rewritten = rw.select(_RI, pl.col("__new").alias("__text")), True
+    if "fineweb" in fams:
+        frames.append(_fineweb_stats(text, cfg))
+    if "book" in fams:
+        books = prose.filter(pl.col("source") == "book").select(_RI)
+        frames.append(_book_stats(text.join(books, on=_RI, how="semi")))
+
+    drop = [c for c in [*STAT_COLUMNS, "code_minified", "code_generated", "code_lockfile"] if c in df.columns]
+    df = df.drop(drop).with_columns(pl.col("text").alias("__orig_text"))
+    for f in frames:
+        df = df.join(f, on=_RI, how="left")
+    if rewritten:
+        df = df.join(text.rename({"__text": "__new_text"}), on=_RI, how="left").with_columns(
+            pl.coalesce("__new_text", "text").alias("text")
+        ).drop("__new_text")
+    if "code" in fams:
+        df = df.join(_code_doc_stats(df.filter(pl.col("source").is_in(cfg.apply_code_to))), on=_RI, how="left")
     missing = [pl.lit(None, dtype=_stat_dtype(s)).alias(s) for s in STAT_COLUMNS if s not in df.columns]
-    return df.with_columns(missing).sort(_RI)
+    flags = [pl.lit(None, dtype=pl.Boolean).alias(f) for f in _CODE_FLAGS if f not in df.columns]
+    return df.with_columns(missing + flags).sort(_RI)
+
+
+_CODE_FLAGS = ("code_minified", "code_generated", "code_lockfile")
 
 
 def compute_stats(df: pl.DataFrame, cfg: FilterConfig | None = None) -> pl.DataFrame:
     """``df`` plus one column per statistic in ``STAT_COLUMNS`` (null where the rule family does not
     apply to the row's source). Row order is preserved."""
     cfg = cfg or FilterConfig()
-    return _compute(df, cfg).drop(_RI, "code_minified", "code_generated", "code_lockfile")
+    return _compute(df, cfg).drop(_RI, "__orig_text", *_CODE_FLAGS)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -442,6 +773,10 @@ def _fail_expr(rule: _Rule) -> pl.Expr:
         cond = col.fill_null(False)
     elif rule.op == "<":
         cond = (col < rule.threshold).fill_null(False)
+    elif rule.op == "<=":
+        cond = (col <= rule.threshold).fill_null(False)
+    elif rule.op == ">=":
+        cond = (col >= rule.threshold).fill_null(False)
     else:
         cond = (col > rule.threshold).fill_null(False)
     if rule.only_source is not None:
@@ -451,23 +786,69 @@ def _fail_expr(rule: _Rule) -> pl.Expr:
     return cond
 
 
+def _detail_expr(rule: _Rule) -> pl.Expr:
+    """``{"stat": value}`` as JSON text: the statistic that made ``rule`` fail."""
+    value = pl.col(rule.stat)
+    if value.meta.output_name() in _BOOL_STATS or rule.op == "flag":
+        shown = pl.when(value.fill_null(False)).then(pl.lit("true")).otherwise(pl.lit("false"))
+    elif rule.stat in _INT_STATS:
+        shown = value.cast(pl.String)
+    else:
+        shown = value.round(6).cast(pl.String)
+    return pl.concat_str([pl.lit(f'{{"{rule.stat}": '), shown.fill_null("null"), pl.lit("}")])
+
+
+def rule_table(cfg: FilterConfig | None = None) -> list[dict[str, object]]:
+    """The enabled rules as plain records (name, stat, op, threshold, family), for previews and reports."""
+    return [
+        {"name": r.name, "stat": r.stat, "op": r.op, "threshold": r.threshold, "family": r.family,
+         "only_source": r.only_source, "skip_source": r.skip_source}
+        for r in _rules(cfg or FilterConfig())
+    ]
+
+
 def apply_filters(df: pl.DataFrame, cfg: FilterConfig | None = None) -> StageResult:
     """Keep documents passing every enabled rule; reject the rest with the first failing rule.
 
-    Kept rows carry the stat columns (to preview other thresholds later without recomputing).
+    Kept rows carry the stat columns (to preview other thresholds later without recomputing) and,
+    with C4 or RefinedWeb line removal on, the rewritten text. Rejected rows keep the text as it came
+    in, and ``detail`` holds the statistic that failed, e.g. ``{"gopher_word_count": 23}``.
     """
     cfg = cfg or FilterConfig()
     if not cfg.enabled:
         return StageResult(kept=df, rejected=to_rejected(df.clear(), STAGE, ""), stats={"dropped_by_rule": {}})
     rules = _rules(cfg)
     s = _compute(df, cfg)
-    reason = pl.coalesce([pl.when(_fail_expr(r)).then(pl.lit(r.reason)) for r in rules]) if rules else None
-    s = s.with_columns((reason if reason is not None else pl.lit(None, dtype=pl.String)).alias("__reason"))
-    s = s.drop("code_minified", "code_generated", "code_lockfile", _RI)
-    kept = s.filter(pl.col("__reason").is_null()).drop("__reason")
+    reasons = [pl.when(_fail_expr(r)).then(pl.lit(r.reason)) for r in rules]
+    details = [pl.when(_fail_expr(r)).then(_detail_expr(r)) for r in rules]
+    if cfg.blocklist is not None:
+        block = blocklist_reason(s, cfg.blocklist)
+        reasons.insert(0, block)
+        details.insert(0, pl.when(block.is_not_null()).then(pl.lit(None, dtype=pl.String)))
+    none = pl.lit(None, dtype=pl.String)
+    s = s.with_columns(
+        (pl.coalesce(reasons) if reasons else none).alias("__reason"),
+        (pl.coalesce(details) if details else none).alias("__detail"),
+    )
+    s = s.drop(*_CODE_FLAGS, _RI)
+    kept = s.filter(pl.col("__reason").is_null()).drop("__reason", "__detail", "__orig_text")
     bad = s.filter(pl.col("__reason").is_not_null())
     counts = dict(bad.group_by("__reason").len().iter_rows())
-    order = [r.reason for r in rules]
+    order = list(dict.fromkeys([*counts.keys()] if not rules else [r.reason for r in rules] + sorted(counts)))
     dropped = {k: int(counts[k]) for k in order if k in counts}
-    rejected = to_rejected(bad.drop("reason", strict=False).rename({"__reason": "reason"}), STAGE)
+    bad = bad.drop("reason", "detail", "text", strict=False).rename(
+        {"__reason": "reason", "__detail": "detail", "__orig_text": "text"}
+    )
+    rejected = to_rejected(bad, STAGE)
     return StageResult(kept=kept, rejected=rejected, stats={"dropped_by_rule": dropped})
+
+
+def rule_failures(stats: pl.DataFrame, cfg: FilterConfig | None = None) -> pl.DataFrame:
+    """One boolean column per enabled rule name: does the row fail it? ``stats`` is ``compute_stats``
+    output. Rules sharing a name (the book/non-book word-count bound) are or-ed."""
+    cfg = cfg or FilterConfig()
+    by_name: dict[str, pl.Expr] = {}
+    for r in _rules(cfg):
+        e = _fail_expr(r)
+        by_name[r.name] = by_name[r.name] | e if r.name in by_name else e
+    return stats.select([e.alias(n) for n, e in by_name.items()])
