@@ -180,6 +180,19 @@ def read_capped(f: InputFile, cap_bytes: int) -> bytes:
     return data
 
 
+def read_document_bytes(sink: Sink, f: InputFile, cfg: IngestConfig) -> bytes | None:
+    """Bytes of a one-document file, or None after recording why it cannot be a document."""
+    try:
+        data = read_capped(f, cfg.max_record_mb << 20)
+    except (OSError, EOFError, ValueError) as e:
+        sink.reject(None, f"unreadable: {type(e).__name__}: {' '.join(str(e).split())[:200]}")
+        return None
+    if not data:
+        sink.reject(None, "empty file")
+        return None
+    return data
+
+
 # --- decoding -------------------------------------------------------------------------------
 
 _META_CHARSET_RE = re.compile(rb"""<meta[^>]+charset\s*=\s*["']?\s*([A-Za-z0-9_.:-]+)""", re.I)

@@ -9,7 +9,7 @@ import polars as pl
 
 from pipeline.ids import doc_id
 
-from ._common import Sink, decode_text, normalize_newlines, read_capped
+from ._common import Sink, decode_text, normalize_newlines, read_document_bytes
 from .config import IngestConfig, InputFile
 
 # Modern markers: "*** START OF THE/THIS PROJECT GUTENBERG EBOOK X ***" (may wrap onto the next line).
@@ -108,13 +108,8 @@ def _trim_notes(lines: list[str]) -> str:
 def read_book(f: InputFile, cfg: IngestConfig) -> tuple[pl.DataFrame, pl.DataFrame]:
     """One document per text file: decoded, newlines normalised, Gutenberg boilerplate removed."""
     sink = Sink(f, cfg, "book")
-    try:
-        data = read_capped(f, cfg.max_record_mb << 20)
-    except (OSError, EOFError, ValueError) as e:
-        sink.reject(None, f"unreadable: {type(e).__name__}: {' '.join(str(e).split())[:200]}")
-        return sink.frames()
-    if not data:
-        sink.reject(None, "empty file")
+    data = read_document_bytes(sink, f, cfg)
+    if data is None:
         return sink.frames()
     decoded = decode_text(data, cfg)
     if decoded is None:

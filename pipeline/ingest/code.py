@@ -9,7 +9,7 @@ from typing import Any
 
 import polars as pl
 
-from ._common import Sink, ctrl_ratio, normalize_newlines, read_capped
+from ._common import Sink, ctrl_ratio, normalize_newlines, read_document_bytes
 from .config import IngestConfig, InputFile
 from .discover import CODE_EXTS, CODE_NAMES, FOLDER_CODE_EXTS
 
@@ -139,13 +139,8 @@ def _decode_code(data: bytes, cfg: IngestConfig) -> tuple[str, str] | None:
 def read_code(f: InputFile, cfg: IngestConfig) -> tuple[pl.DataFrame, pl.DataFrame]:
     """One document per source file; binaries are rejected."""
     sink = Sink(f, cfg, "code")
-    try:
-        data = read_capped(f, cfg.max_record_mb << 20)
-    except (OSError, EOFError, ValueError) as e:
-        sink.reject(None, f"unreadable: {type(e).__name__}: {' '.join(str(e).split())[:200]}")
-        return sink.frames()
-    if not data:
-        sink.reject(None, "empty file")
+    data = read_document_bytes(sink, f, cfg)
+    if data is None:
         return sink.frames()
     decoded = _decode_code(data, cfg)
     if decoded is None:

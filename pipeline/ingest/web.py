@@ -18,7 +18,7 @@ from ._common import (
     html_head_meta,
     html_title,
     html_url,
-    read_capped,
+    read_document_bytes,
 )
 from .config import IngestConfig, InputFile
 
@@ -183,13 +183,8 @@ def _check_complete(rec: Any) -> None:
 def read_html(f: InputFile, cfg: IngestConfig) -> tuple[pl.DataFrame, pl.DataFrame]:
     """One document from a stand-alone .html/.htm(.gz) page."""
     sink = Sink(f, cfg, "web")
-    try:
-        data = read_capped(f, cfg.max_record_mb << 20)
-    except (OSError, EOFError, ValueError) as e:
-        sink.reject(None, f"unreadable: {type(e).__name__}: {e}")
-        return sink.frames()
-    if not data:
-        sink.reject(None, "empty file")
+    data = read_document_bytes(sink, f, cfg)
+    if data is None:
         return sink.frames()
     html, how = decode_html(data)
     url = html_url(html)
