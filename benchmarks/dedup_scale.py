@@ -13,7 +13,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-# benchmarks/ holds scripts named like stdlib modules (tokenize.py): keep it off the import path
+# keep benchmarks/ off the import path, so no script here can shadow a standard-library module
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 
 import argparse  # noqa: E402
