@@ -132,6 +132,18 @@ _WINDOW_RES: dict[str, list[re.Pattern[str]]] = {
     "PRIVATE_KEY": [re.compile(SECRET_PATTERNS["PRIVATE_KEY"].regex)],
     "JWT": [re.compile(SECRET_PATTERNS["JWT"].regex)],
 }
+# Window-search patterns with no look-arounds, which run in polars (see ``_match_spans``); the others
+# (JWT, private keys, short literal-led ones where ``re`` is as fast) stay in Python.
+_RUST_WINDOW_PATTERNS = {
+    CANDIDATE_PATTERNS["PHONE_NUMBER"],
+    CANDIDATE_PATTERNS["CREDIT_CARD"],
+    CANDIDATE_PATTERNS["IBAN_CODE"],
+    CANDIDATE_PATTERNS["US_SSN"],
+    SECRET_PATTERNS["PASSWORD"].candidate,
+    SECRET_PATTERNS["SLACK_TOKEN"].candidate,
+    r"\d{1,3}\.\d{1,3}\.\d{1,3}\.\d{1,3}",
+    r"\d[0-9A-Fa-f]{0,3}::",
+}
 
 # Window around a candidate handed to presidio: (pad, widen-to-whitespace limit) per entity type. The
 # e-mail candidate starts at "@", so its pad must hold a whole local part; phone and card candidates
@@ -150,6 +162,7 @@ _WINDOW_PAD = {
     "URL_CREDENTIALS": (24, 40),  # ... and at "://": take the scheme
 }
 _JOIN = "\n\n"
+_DIGITS = re.compile(r"\d+")
 # Windows of many documents are joined into one presidio call of at most this many characters: presidio's
 # per-call overhead (NLP artifacts, context enhancement, result sorting) then counts once per batch.
 _BATCH_CHARS = 200_000
@@ -446,14 +459,14 @@ def _score(
 # ------------------------------------------------------------------------------------------- per doc
 
 
-def _worth_a_look(entity: str, text: str, m: re.Match[str], source: str, threshold: float) -> bool:
+def _worth_a_look(entity: str, text: str, start: int, end: int, source: str, threshold: float) -> bool:
     """Skip phone candidates that cannot reach the threshold: the phone search is the costly one and
     code, tables and data are full of digit runs. A bare run scores 0.4 unless a phone word precedes
     it (never in code); a single-separator decimal ("0.5104606781") is a number, not a phone."""
     if entity != "PHONE_NUMBER":
         return True
-    span = m.group()
-    if _DECIMAL.match(span) or _embedded(text, m.start(), m.end()):
+    span = text[start:end]
+    if _DECIMAL.match(span) or _embedded(text, start, end):
         return False
     date = _DATE_PREFIX.match(span)  # timestamps and year ranges fill code, logs and changelogs
     if date and sum(c.isdigit() for c in span[date.end() :]) < 7:
@@ -465,30 +478,97 @@ def _worth_a_look(entity: str, text: str, m: re.Match[str], source: str, thresho
     if len(groups) >= 4 and len(set(groups)) < 3:  # "16 16 8 16 16 8": a rhythm, a table row
         return False
     if span.isdigit() and threshold > PhoneRecognizer.SCORE:
-        before = text[max(0, m.start() - 32) : m.start()]
+        before = text[max(0, start - 32) : start]
         if not before.endswith("+") and (source == "code" or not _PHONE_CONTEXT.search(before)):
             return False
     return True
 
 
-def _windows(text: str, entity: str, source: str, threshold: float) -> list[tuple[int, int]]:
-    """Merged [start, end) windows around the candidate matches of ``entity`` in ``text``."""
-    spans: list[tuple[int, int]] = []
+def _rust_matches(texts: list[str], patterns: list[str]) -> dict[str, list[list[str]]]:
+    """Per pattern, the strings it matches in each of ``texts``: one polars pass (Rust's regex crate, several
+    times faster than ``re`` on the digit-started patterns, which ``re`` tries at every digit)."""
+    if not patterns or not texts:
+        return {}
+    frame = pl.DataFrame({"t": texts}, schema={"t": pl.String})
+    found = frame.select([pl.col("t").str.extract_all(p).alias(str(k)) for k, p in enumerate(patterns)])
+    return {p: found[str(k)].to_list() for k, p in enumerate(patterns)}
+
+
+def _rust_patterns(entities: list[str]) -> list[str]:
+    """The window-search patterns of ``entities`` that run in polars."""
+    patterns = [rx.pattern for e in entities for rx in _WINDOW_RES[e]]
+    return [p for p in dict.fromkeys(patterns) if p in _RUST_WINDOW_PATTERNS]
+
+
+def _match_spans(
+    texts: list[str], entity: str, rust: dict[str, list[list[str]]] | None = None
+) -> list[list[tuple[int, int]]]:
+    """[start, end) of the window-search matches of ``entity`` in each of ``texts``.
+
+    ``rust`` holds, per pattern of ``_RUST_WINDOW_PATTERNS``, the strings it matches in each text (from
+    ``_rust_matches``); each is located with ``str.find`` from the end of the previous match, which is exact
+    for patterns with no look-arounds: an earlier occurrence of the same string would itself have been the
+    leftmost match. The other patterns run in Python's ``re``.
+    """
+    out: list[list[tuple[int, int]]] = [[] for _ in texts]
+    for rx in _WINDOW_RES[entity]:
+        if rust is not None and rx.pattern in rust:
+            for spans, text, found in zip(out, texts, rust[rx.pattern], strict=True):
+                pos = 0
+                for value in found or ():
+                    start = text.find(value, pos)
+                    if start < 0:  # cannot happen (see above); fall back to Python's regex for this text
+                        spans.extend((m.start(), m.end()) for m in rx.finditer(text))
+                        break
+                    pos = start + len(value)
+                    spans.append((start, pos))
+        else:
+            for spans, text in zip(out, texts, strict=True):
+                spans.extend((m.start(), m.end()) for m in rx.finditer(text))
+    return out
+
+
+def _window(text: str, start: int, end: int, pad: int, snap: int) -> tuple[int, int]:
+    """[start, end) padded by ``pad`` and widened to whitespace by at most ``snap`` more characters."""
     n = len(text)
+    s = max(0, start - pad)
+    e = min(n, end + pad)
+    lo = max(0, s - snap)
+    while s > lo and not text[s - 1].isspace():
+        s -= 1
+    hi = min(n, e + snap)
+    while e < hi and not text[e].isspace():
+        e += 1
+    return s, e
+
+
+def _claimed(text: str, start: int, end: int, found: list[RecognizerResult]) -> bool:
+    """True when the phone candidate [start, end) lies inside one of ``found`` (a document's resolved
+    findings of the other types) and every digit of its window does too. Any phone match in that window
+    holds a digit, so it would overlap a finding that outranks it (``_RANK``: phones come last) and lose
+    in ``_resolve``: presidio's phone search, the costly one, need not see the window."""
+    if not any(r.start <= start and end <= r.end for r in found):
+        return False
+    s, e = _window(text, start, end, *_WINDOW_PAD["PHONE_NUMBER"])
+    for m in _DIGITS.finditer(text, s, e):
+        if not any(r.start <= m.start() and m.end() <= r.end for r in found):
+            return False
+    return True
+
+
+def _windows(
+    text: str, entity: str, source: str, threshold: float, matches: list[tuple[int, int]] | None = None
+) -> list[tuple[int, int]]:
+    """Merged [start, end) windows around the candidate matches of ``entity`` in ``text`` (``matches``:
+    their spans, when already found by ``_match_spans``)."""
+    spans: list[tuple[int, int]] = []
     pad, snap = _WINDOW_PAD[entity]
-    matches = (m for rx in _WINDOW_RES[entity] for m in rx.finditer(text))
-    for m in matches:
-        if not _worth_a_look(entity, text, m, source, threshold):
+    if matches is None:
+        (matches,) = _match_spans([text], entity)
+    for m_start, m_end in matches:
+        if not _worth_a_look(entity, text, m_start, m_end, source, threshold):
             continue
-        s = max(0, m.start() - pad)
-        e = min(n, m.end() + pad)
-        lo = max(0, s - snap)
-        while s > lo and not text[s - 1].isspace():
-            s -= 1
-        hi = min(n, e + snap)
-        while e < hi and not text[e].isspace():
-            e += 1
-        spans.append((s, e))
+        spans.append(_window(text, m_start, m_end, pad, snap))
     spans.sort()
     merged: list[tuple[int, int]] = []
     for s, e in spans:
@@ -554,7 +634,11 @@ def _resolve(results: list[RecognizerResult]) -> list[RecognizerResult]:
 
 
 def scan(
-    texts: list[str], sources: list[str], doc_entities: list[list[str]], cfg: PiiConfig
+    texts: list[str],
+    sources: list[str],
+    doc_entities: list[list[str]],
+    cfg: PiiConfig,
+    rust: dict[str, list[list[str]]] | None = None,
 ) -> list[list[RecognizerResult]]:
     """Findings per document (non-overlapping, sorted, guarded, above the threshold).
 
@@ -563,12 +647,42 @@ def scan(
     """
     analyzer = get_analyzer(cfg)
     raw: list[list[RecognizerResult]] = [[] for _ in texts]
-    for entity in cfg.entities:
+    keep = tuple(cfg.keep_ip_ranges)
+    keep_code = tuple(cfg.keep_ip_ranges_in_code)
+
+    def kept(i: int) -> list[RecognizerResult]:
+        out = []
+        for r in raw[i]:
+            score = _score(
+                r.entity_type,
+                texts[i],
+                r.start,
+                r.end,
+                r.score,
+                sources[i],
+                keep_code if sources[i] == "code" else keep,
+            )
+            if score >= cfg.score_threshold and score > 0:
+                out.append(RecognizerResult(r.entity_type, r.start, r.end, score))
+        return out
+
+    if rust is None:  # ``remove_pii`` finds these in its candidate pass
+        wanted = {e for ents in doc_entities for e in ents}
+        rust = _rust_matches(texts, _rust_patterns([e for e in cfg.entities if e in wanted]))
+    # Phones last: their candidates inside a finding of another type need no phone search (``_claimed``).
+    for entity in sorted(cfg.entities, key=lambda e: e == "PHONE_NUMBER"):
+        docs = [i for i, ents in enumerate(doc_entities) if entity in ents]
+        doc_rust = {p: [found[i] for i in docs] for p, found in rust.items()}
+        matches = _match_spans([texts[i] for i in docs], entity, doc_rust)
+        if entity == "PHONE_NUMBER":
+            for i, found in zip(docs, matches, strict=True):
+                if found and raw[i]:
+                    others = _resolve(kept(i))
+                    found[:] = [(s, e) for s, e in found if not _claimed(texts[i], s, e, others)]
         items = [
             (i, s, e)
-            for i, (text, ents) in enumerate(zip(texts, doc_entities, strict=True))
-            if entity in ents
-            for s, e in _windows(text, entity, sources[i], cfg.score_threshold)
+            for i, found in zip(docs, matches, strict=True)
+            for s, e in _windows(texts[i], entity, sources[i], cfg.score_threshold, found)
         ]
         groups = [(analyzer, items)]
         if entity == "PHONE_NUMBER" and len(cfg.phone_regions) > 1:
@@ -586,19 +700,7 @@ def scan(
         ner = _build_ner_analyzer(cfg.ner_model)
         for i, text in enumerate(texts):
             raw[i].extend(ner.analyze(text, language="en", entities=list(cfg.ner_entities)))
-    keep = tuple(cfg.keep_ip_ranges)
-    keep_code = tuple(cfg.keep_ip_ranges_in_code)
-    out = []
-    for text, source, results in zip(texts, sources, raw, strict=True):
-        kept = []
-        for r in results:
-            score = _score(
-                r.entity_type, text, r.start, r.end, r.score, source, keep_code if source == "code" else keep
-            )
-            if score >= cfg.score_threshold and score > 0:
-                kept.append(RecognizerResult(r.entity_type, r.start, r.end, score))
-        out.append(_resolve(kept))
-    return out
+    return [_resolve(kept(i)) for i in range(len(texts))]
 
 
 def _candidates(text: str, cfg: PiiConfig) -> list[str]:
@@ -660,12 +762,21 @@ def remove_pii(df: pl.DataFrame, cfg: PiiConfig) -> StageResult:
     entities = list(cfg.entities)
     applies = pl.col("source").is_in(cfg.apply_to_sources)
     # One vectorised contains() per entity type: which documents may hold which PII.
+    # The window-search patterns that run in polars are extracted here too (``_match_spans``); where one is
+    # also the entity's candidate pattern, "matched anything" stands for the contains() check.
+    rust_patterns = _rust_patterns(entities)
+    extracted = {p: f"_x{k}" for k, p in enumerate(rust_patterns)}
+
+    def has_candidate(e: str) -> pl.Expr:
+        if CANDIDATE_PATTERNS[e] in extracted:
+            return pl.col(extracted[CANDIDATE_PATTERNS[e]]).list.len() > 0
+        return pl.col("text").str.contains(CANDIDATE_PATTERNS[e])
+
     cand = (
         df.select("text", "source")
         .with_row_index("_i")
-        .with_columns(
-            [(applies & pl.col("text").str.contains(CANDIDATE_PATTERNS[e])).fill_null(False).alias(e) for e in entities]
-        )
+        .with_columns([pl.col("text").str.extract_all(p).alias(c) for p, c in extracted.items()])
+        .with_columns([(applies & has_candidate(e)).fill_null(False).alias(e) for e in entities])
         .filter(
             (pl.any_horizontal(entities) if entities else pl.lit(False))
             | ((applies.fill_null(False)) if cfg.ner_model else pl.lit(False))
@@ -675,7 +786,8 @@ def remove_pii(df: pl.DataFrame, cfg: PiiConfig) -> StageResult:
     )
     rows = cand.to_dict(as_series=False)
     doc_entities = [[e for e in entities if rows[e][k]] for k in range(cand.height)] if cand.height else []
-    found = scan(rows["text"], rows["source"], doc_entities, cfg) if cand.height else []
+    rust = {p: rows[c] for p, c in extracted.items()} if cand.height else {}
+    found = scan(rows["text"], rows["source"], doc_entities, cfg, rust) if cand.height else []
 
     drop_types = {e for e in entities if cfg.policy_for(e) == "drop"}
     totals = {e: 0 for e in [*entities, *(cfg.ner_entities if cfg.ner_model else [])]}
