@@ -14,7 +14,31 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
-VENV_BIN = Path(sys.executable).parent  # the interpreter running pytest has the console scripts beside it
+VENV_BIN = Path(sys.executable).parent  # pytest's interpreter has the console scripts beside it
+# Every stage of the built-in default recipe, in order.
+DEFAULT_STAGES = [
+    "ingest",
+    "normalize",
+    "langid",
+    "filter",
+    "dedup",
+    "pii",
+    "tokenizer",
+    "shards",
+    "train",
+    "report",
+]
+
+
+@pytest.fixture
+def one_thread() -> Iterator[None]:
+    """Torch on one thread: on a busy 2-core machine, two threads mostly wait on each other."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 
 @pytest.fixture

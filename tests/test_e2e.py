@@ -14,7 +14,7 @@ import polars as pl
 import pytest
 
 from pipeline.schema import REJECTED_SCHEMA
-from tests.conftest import VENV_BIN, run_cli
+from tests.conftest import DEFAULT_STAGES, VENV_BIN, run_cli
 
 pytestmark = pytest.mark.slow
 
@@ -147,18 +147,7 @@ def test_run_folder_contract(first_run):
 def test_accounting_holds_for_every_stage(first_run):
     manifest = json.loads((first_run / "manifest.json").read_text())
     names = [s["name"] for s in manifest["stages"]]
-    assert names == [
-        "ingest",
-        "normalize",
-        "langid",
-        "filter",
-        "dedup",
-        "pii",
-        "tokenizer",
-        "shards",
-        "train",
-        "report",
-    ]
+    assert names == DEFAULT_STAGES
     for stage in manifest["stages"]:
         assert stage["docs_in"] == stage["docs_out"] + stage["docs_rejected"], stage
     doc_stages = manifest["stages"][:6]

@@ -20,6 +20,8 @@ from model.train import lr_at, save_checkpoint, train
 
 VOCAB, BOS, EOS, PAD = 64, 1, 2, 0
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 
 def write_shards(root: Path, docs_per_split: dict[str, list[int]], seed: int = 0, n_bytes: bool = False) -> Path:
     """Token shards like pipeline/shards.py writes: ``{split}-NNNNN.parquet`` + manifest.json.
@@ -67,16 +69,6 @@ def write_shards(root: Path, docs_per_split: dict[str, list[int]], seed: int = 0
     }
     (root / "manifest.json").write_text(json.dumps(manifest))
     return root
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny tensors gain nothing from threads, and on a busy machine OpenMP barriers make
-    two threads 20x slower than one; restore the setting so other test files are unaffected."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture

@@ -7,20 +7,13 @@ import math
 from pathlib import Path
 
 import pytest
-import torch
 
 from model.config import ModelConfig, TrainConfig
 from model.data import load_split, read_manifest, source_bytes
 from model.train import flops_per_token, train
 from tests.test_model import FAST, write_shards
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 class Crash(Exception):

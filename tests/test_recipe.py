@@ -5,23 +5,12 @@ from __future__ import annotations
 import pytest
 
 from flows.recipe import RecipeError, builtin_recipes, load_recipe, parse_recipe
-from tests.conftest import run_cli
+from tests.conftest import DEFAULT_STAGES, run_cli
 
 
 def test_builtin_default_has_every_stage_in_order():
     rec = load_recipe("default")
-    assert [s.name for s in rec.stages] == [
-        "ingest",
-        "normalize",
-        "langid",
-        "filter",
-        "dedup",
-        "pii",
-        "tokenizer",
-        "shards",
-        "train",
-        "report",
-    ]
+    assert [s.name for s in rec.stages] == DEFAULT_STAGES
     assert "default" in builtin_recipes()
 
 
