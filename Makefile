@@ -10,7 +10,7 @@ export PREFECT_SERVER_ANALYTICS_ENABLED ?= false
 export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS ?= 90
 export TLDEXTRACT_PUBLIC_SUFFIX_LIST_URLS ?=
 
-.PHONY: install demo test test-all bench lint clean
+.PHONY: install demo test test-long bench lint clean
 
 install: $(STAMP)
 
@@ -31,6 +31,10 @@ demo: install
 
 test: install
 	$(BIN)/python -m pytest -q
+
+# Fault injection at many kill points and the large bad-input corpus (several minutes; also run by .ci/run).
+test-long: install
+	$(BIN)/python -m pytest -q -m long
 
 lint: install
 	$(BIN)/ruff check pipeline flows model tests benchmarks
