@@ -68,6 +68,12 @@ def run(
         Path | None, typer.Option(help="Work cache (default OUT/cache); share it between runs.")
     ] = None,
     seed: Annotated[int | None, typer.Option(help="Seed for every stage that takes one.")] = None,
+    workers: Annotated[
+        int | None, typer.Option(min=1, help="Map shards over a local Dask cluster of N worker processes.")
+    ] = None,
+    dask_address: Annotated[
+        str | None, typer.Option(help="Map shards over a running Dask cluster (tcp://scheduler:8786).")
+    ] = None,
     verbose: Annotated[bool, typer.Option(help="Show Prefect's own logs.")] = False,
 ) -> None:
     """Run a curation recipe over the inputs and write a run folder."""
@@ -88,6 +94,8 @@ def run(
         pairs = [(None, str(SAMPLE_DATA / d)) for d in SAMPLE_FOLDERS]
         out = out or Path("runs/sample")
     out = out or Path("runs/run")
+    if workers and dask_address:
+        _fail("give either --workers or --dask-address, not both")
     try:
         discover(pairs)  # fail fast on a missing path, before Prefect starts
     except (FileNotFoundError, ValueError) as err:
@@ -96,6 +104,9 @@ def run(
     if not verbose:
         os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
     from flows.curate import curate
+    from flows.runners import task_runner
+
+    flow_fn = curate.with_options(task_runner=task_runner(workers, dask_address)) if workers or dask_address else curate
 
     bar = Progress(
         TextColumn("{task.description:<48}"),
@@ -108,7 +119,7 @@ def run(
     progress_mod.set_progress(RichProgress(bar))
     console.print(f"[bold]refinery[/] recipe [cyan]{rec.name}[/] -> {out}")
     with bar:
-        manifest = curate(rec.as_dict(), [list(p) for p in pairs], str(out), str(cache_dir) if cache_dir else None)
+        manifest = flow_fn(rec.as_dict(), [list(p) for p in pairs], str(out), str(cache_dir) if cache_dir else None)
     _summary(manifest, out)
 
 

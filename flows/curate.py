@@ -7,7 +7,6 @@ cached by content (see ``flows.cache``), so a rerun resumes where a killed run s
 
 from __future__ import annotations
 
-import os
 import shutil
 import time
 from pathlib import Path
@@ -15,12 +14,13 @@ from typing import Any
 
 from prefect import flow, unmapped
 from prefect.futures import wait
-from prefect.task_runners import ThreadPoolTaskRunner
 
 import pipeline
 from flows import tasks
+from flows.artifacts import RunArtifacts
 from flows.cache import clean_staging, code_version
 from flows.progress import progress
+from flows.runners import task_runner
 from flows.stages import STAGES, StageKind
 from pipeline.atomic import atomic_write
 from pipeline.ingest import InputFile, discover
@@ -60,7 +60,13 @@ def _gather(futures: list, stage: str) -> list[dict[str, Any]]:
     return [f.result() for f in futures]
 
 
-def _stage_summary(name: str, refs: list[dict[str, Any]], seconds: float, extra: dict | None = None) -> dict:
+def _stage_summary(
+    name: str,
+    refs: list[dict[str, Any]],
+    seconds: float,
+    extra: dict | None = None,
+    artifacts: RunArtifacts | None = None,
+) -> dict:
     summary = {
         "name": name,
         "docs_in": sum(r.get("docs_in", 0) for r in refs),
@@ -75,6 +81,8 @@ def _stage_summary(name: str, refs: list[dict[str, Any]], seconds: float, extra:
     if extra:
         summary["stats"] = extra
     progress().finish(name, summary)
+    if artifacts is not None:
+        artifacts.stage(summary)
     return summary
 
 
@@ -106,10 +114,25 @@ def _publish_parts(folder: Path, named_sources: dict[str, Path]) -> None:
             stale.unlink() if stale.is_file() else shutil.rmtree(stale)
 
 
+def clean_partial_outputs(out_dir: Path) -> None:
+    """Remove what a killed run may leave half-written in the run folder: ``atomic_write`` temporaries
+    (``.NAME.*.tmp``) and ``copy_tree``'s ``.NAME.tmp`` / ``.NAME.old`` folders. Finished files are
+    only ever replaced by rename, so nothing else can be partial."""
+    if not out_dir.is_dir():
+        return
+    for folder in [out_dir, *(p for p in out_dir.iterdir() if p.is_dir() and p.name != "cache")]:
+        for p in folder.iterdir():
+            if p.name.startswith(".") and (p.name.endswith(".tmp") or p.name.endswith(".old")):
+                shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink(missing_ok=True)
+
+
 @flow(
     name="refinery-curate",
-    task_runner=ThreadPoolTaskRunner(max_workers=max(2, os.cpu_count() or 2)),
+    task_runner=task_runner(),
     validate_parameters=False,
+    # The manifest is the flow's result: persisted as JSON (never pickle) for the UI and the API.
+    persist_result=True,
+    result_serializer="json",
 )
 def curate(recipe: dict[str, Any], inputs: list[list[Any]], out: str, cache_dir: str | None = None) -> dict:
     """Run ``recipe`` (as from ``Recipe.as_dict()``) over ``inputs`` ([source or None, path] pairs) into ``out``."""
@@ -117,7 +140,9 @@ def curate(recipe: dict[str, Any], inputs: list[list[Any]], out: str, cache_dir:
     cache = Path(cache_dir) if cache_dir else out_dir / "cache"
     out_dir.mkdir(parents=True, exist_ok=True)
     clean_staging(cache)
+    clean_partial_outputs(out_dir)
     stages = recipe["stages"]
+    artifacts = RunArtifacts(recipe.get("name", "custom"), len(stages))
     cache_s = str(cache)
     manifest: dict[str, Any] = {
         "refinery_version": pipeline.__version__,
@@ -138,7 +163,7 @@ def curate(recipe: dict[str, Any], inputs: list[list[Any]], out: str, cache_dir:
         tasks.ingest_shard.submit(i, [_file_dict(f) for f in g], ingest_params, cache_s) for i, g in enumerate(groups)
     ]
     refs = _gather(futures, "ingest")
-    summaries.append(_stage_summary("ingest", refs, time.perf_counter() - start))
+    summaries.append(_stage_summary("ingest", refs, time.perf_counter() - start, artifacts=artifacts))
     manifest["inputs"] = _input_fingerprints(inputs, refs)
     manifest["discovery_warnings"] = warnings
     rejected_parts = {
@@ -157,7 +182,9 @@ def curate(recipe: dict[str, Any], inputs: list[list[Any]], out: str, cache_dir:
             refs = _gather(
                 tasks.doc_stage.map(name, list(range(len(refs))), unmapped(params), refs, unmapped(cache_s)), name
             )
-            summaries.append(_stage_summary(name, refs, time.perf_counter() - start, _merge_stats(refs)))
+            summaries.append(
+                _stage_summary(name, refs, time.perf_counter() - start, _merge_stats(refs), artifacts=artifacts)
+            )
         elif kind == StageKind.DEDUP:
             progress().start(name, 2 * len(refs) + 1)
             sig_refs = _gather(
@@ -171,12 +198,16 @@ def curate(recipe: dict[str, Any], inputs: list[list[Any]], out: str, cache_dir:
             # this run's index (kept documents' signatures), so a later run can dedup against DIR
             if (Path(clusters["dir"]) / "index").is_dir():
                 tasks.copy_tree(Path(clusters["dir"]) / "index", out_dir / "dedup_index")
-            summaries.append(_stage_summary(name, refs, time.perf_counter() - start, clusters.get("stats")))
+            summaries.append(
+                _stage_summary(name, refs, time.perf_counter() - start, clusters.get("stats"), artifacts=artifacts)
+            )
         elif kind == StageKind.TOKENIZER:
             progress().start(name, 1)
             tok_ref = tasks.train_tokenizer_task(params, refs, cache_s)
             tasks.copy_tree(Path(tok_ref["dir"]), out_dir / "tokenizer")
-            summaries.append(_stage_summary(name, [tok_ref], time.perf_counter() - start, tok_ref["stats"]))
+            summaries.append(
+                _stage_summary(name, [tok_ref], time.perf_counter() - start, tok_ref["stats"], artifacts=artifacts)
+            )
         elif kind == StageKind.SHARDS:
             assert tok_ref is not None, "recipe validation puts a tokenizer before shards"
             progress().start(name, len(refs) + 2)
@@ -198,7 +229,9 @@ def curate(recipe: dict[str, Any], inputs: list[list[Any]], out: str, cache_dir:
             extra_outputs["tokenizer_metrics"] = metrics_ref["stats"]
             progress().advance(name)
             summaries.append(
-                _stage_summary(name, shard_refs, time.perf_counter() - start, extra_outputs["shards"]["splits"])
+                _stage_summary(
+                    name, shard_refs, time.perf_counter() - start, extra_outputs["shards"]["splits"], artifacts
+                )
             )
         elif kind == StageKind.TRAIN:
             progress().start(name, params.get("steps", 1))
@@ -206,7 +239,9 @@ def curate(recipe: dict[str, Any], inputs: list[list[Any]], out: str, cache_dir:
             tasks.copy_tree(Path(train_ref["dir"]), out_dir / "model")
             docs = sum(r["docs_out"] for r in shard_refs)
             train_ref.update(docs_in=docs, docs_out=docs, rejected=0)
-            summaries.append(_stage_summary(name, [train_ref], time.perf_counter() - start, train_ref["stats"]))
+            summaries.append(
+                _stage_summary(name, [train_ref], time.perf_counter() - start, train_ref["stats"], artifacts=artifacts)
+            )
         if kind in (StageKind.DOCS, StageKind.DEDUP):
             rejected_parts.update(
                 {f"{name}-{r['index']:05d}.parquet": Path(r["dir"]) / "rejected.parquet" for r in refs if r["rejected"]}
@@ -235,8 +270,13 @@ def curate(recipe: dict[str, Any], inputs: list[list[Any]], out: str, cache_dir:
         progress().start("report", 1)
         docs = manifest["outputs"]["documents"]
         write_report(out_dir, manifest, STAGES["report"].config_cls()(**report_spec["params"]))
-        summaries.append(_stage_summary("report", [{"docs_in": docs, "docs_out": docs}], time.perf_counter() - start))
+        summaries.append(
+            _stage_summary(
+                "report", [{"docs_in": docs, "docs_out": docs}], time.perf_counter() - start, artifacts=artifacts
+            )
+        )
         tasks.write_json(out_dir / "manifest.json", manifest)
+    artifacts.summary(manifest, str(out_dir))
     return manifest
 
 

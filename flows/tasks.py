@@ -14,14 +14,51 @@ from typing import Any
 
 import polars as pl
 from prefect import task
-from prefect.cache_policies import NO_CACHE
+from prefect.tasks import exponential_backoff
 
 from flows.cache import WorkUnit, file_fingerprint, make_key
 from flows.progress import progress
 from flows.stages import STAGES
 from pipeline.schema import REJECTED_SCHEMA, empty_rejected
 
-TASK_OPTS: dict[str, Any] = {"cache_policy": NO_CACHE, "persist_result": False}
+# Errors worth retrying: the file system or network hiccupped (NFS/object-store mounts, a Dask worker's
+# connection). A bug or bad config fails the same way each time, so it fails at once.
+TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (OSError, TimeoutError)
+RETRIES = 3
+
+
+def is_transient(task: Any, task_run: Any, state: Any) -> bool:
+    """Prefect ``retry_condition_fn``: retry only transient I/O failures."""
+    try:
+        state.result()
+    except TRANSIENT_ERRORS:
+        return True
+    except BaseException:  # noqa: BLE001 - any other failure is deterministic: no retry
+        return False
+    return False
+
+
+def result_key(context: Any, parameters: dict[str, Any]) -> str:
+    """A key unique to the task run: Prefect writes the result record under it but never serves it as a
+    cache hit, because our own content-keyed cache (flows.cache) decides what reruns."""
+    return f"refinery-{context.task_run.id}"
+
+
+# Results are persisted as JSON (never pickle) so the UI and API show each task's figures; they are
+# small reference dicts.
+# Retries back off exponentially (2, 4, 8 s, with jitter) on transient I/O errors only. Tags let an
+# operator cap parallel heavy work: `prefect concurrency-limit create refinery-heavy 1`.
+TASK_OPTS: dict[str, Any] = {
+    "cache_key_fn": result_key,
+    "persist_result": True,
+    "result_serializer": "json",
+    "retries": RETRIES,
+    "retry_delay_seconds": exponential_backoff(backoff_factor=2),
+    "retry_jitter_factor": 0.5,
+    "retry_condition_fn": is_transient,
+    "tags": ["refinery"],
+}
+HEAVY_OPTS: dict[str, Any] = {**TASK_OPTS, "tags": ["refinery", "refinery-heavy"]}
 
 
 def _ref(unit: WorkUnit, index: int, cached: bool) -> dict[str, Any]:
@@ -118,7 +155,7 @@ def dedup_signatures(index: int, params: dict[str, Any], in_ref: dict[str, Any],
     return _ref(unit, index, cached=False)
 
 
-@task(name="dedup-clusters", **TASK_OPTS)
+@task(name="dedup-clusters", **HEAVY_OPTS)
 def dedup_clusters(params: dict[str, Any], sig_refs: list[dict[str, Any]], cache_dir: str) -> dict:
     """Global step: clusters over every shard's signatures, scanned from Parquet (the band table is
     read one band at a time, never concatenated in memory), against earlier runs' indexes if asked;
@@ -171,7 +208,7 @@ def dedup_apply(index: int, in_ref: dict[str, Any], clusters_ref: dict[str, Any]
     )
 
 
-@task(name="tokenizer", **TASK_OPTS)
+@task(name="tokenizer", **HEAVY_OPTS)
 def train_tokenizer_task(params: dict[str, Any], doc_refs: list[dict[str, Any]], cache_dir: str) -> dict:
     from pipeline.tokenizer import train_tokenizer
 
@@ -267,7 +304,7 @@ def tokenize_task(
     return _ref(unit, index, cached=False)
 
 
-@task(name="tokenizer-metrics", **TASK_OPTS)
+@task(name="tokenizer-metrics", **HEAVY_OPTS)
 def tokenizer_metrics_task(
     params: dict[str, Any],
     doc_refs: list[dict[str, Any]],
@@ -293,7 +330,7 @@ def tokenizer_metrics_task(
     return _ref(unit, -1, cached=False)
 
 
-@task(name="train", **TASK_OPTS)
+@task(name="train", **HEAVY_OPTS)
 def train_task(params: dict[str, Any], shards_dir: str, shard_keys: list[str], cache_dir: str) -> dict:
     from model.train import train
 
