@@ -1,0 +1,687 @@
+"""The ablation flow: curate each arm of a plan, train it with several seeds, evaluate every model on
+one shared held-out set, and write results, statistics and a report.
+
+Arms share the work cache of ``flows.cache``: a stage unit is keyed by its input's key, its config
+and the code version, so two arms whose curation starts with the same stages (or the same arm at
+several token budgets) compute those stages once. Only the data varies between arms: the base
+curation, the evaluation set, the tokenizer (unless a quality level names its own), the model and
+the training settings are the same, and token budgets match unless the scale axis sets them.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import shutil
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+import pyarrow.parquet as pq
+from prefect import flow, task
+from prefect.context import FlowRunContext
+from prefect.futures import wait
+from prefect.task_runners import ThreadPoolTaskRunner
+
+import pipeline
+from flows import tasks
+from flows.ablation_plan import AblationPlan, Arm, PlanError, load_plan, parse_plan
+from flows.cache import WorkUnit, clean_staging, code_version, make_key
+from flows.curate import group_files
+from flows.stages import STAGES, StageKind
+from pipeline.atomic import atomic_write_bytes
+from pipeline.ingest import discover
+
+Say = Callable[[str], None]
+# Every arm's documents go to training: the evaluation set is held out before the arms' curation.
+ALL_TRAIN = {"val_fraction": 0.0, "min_val_docs_per_source": 0, "decontaminate_val": False}
+ENTROPY_SAMPLE_TOKENS = 50_000
+
+
+def sample_inputs() -> list[list[Any]]:
+    """The project's own small corpus (its corpus folders; ``_src/`` holds the authored sources)."""
+    root = Path(pipeline.__file__).resolve().parent.parent / "sample_data"
+    return [[None, str(root / d)] for d in ("web", "books", "code", "misc")]
+
+
+def _stderr(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+# --- running tasks in or outside a flow ------------------------------------------------------
+
+
+def _in_flow() -> bool:
+    return FlowRunContext.get() is not None
+
+
+def _call(t, *args: Any) -> Any:
+    """Run a task: as a task run inside a flow, as a plain function outside one (tests, scripts)."""
+    return t(*args) if _in_flow() else t.fn(*args)
+
+
+def _map(t, arg_lists: list[tuple]) -> list[Any]:
+    """Run a task over argument tuples, concurrently on the flow's task runner when in a flow."""
+    if not _in_flow():
+        return [t.fn(*a) for a in arg_lists]
+    futures = [t.submit(*a) for a in arg_lists]
+    wait(futures)
+    return [f.result() for f in futures]
+
+
+# --- curation --------------------------------------------------------------------------------
+
+
+def _ingest(inputs: list[list[Any]], cache: str) -> list[dict[str, Any]]:
+    params = STAGES["ingest"].config_cls()().model_dump(mode="json")
+    files, _ = discover([(s, p) for s, p in inputs])
+    groups = group_files(files, int(params["shard_mb"] * 1_000_000), params["max_files_per_shard"])
+    file_dicts = [
+        [{"path": str(f.path), "display": f.display, "fmt": f.fmt, "source": f.source, "size": f.size} for f in g]
+        for g in groups
+    ]
+    return _map(tasks.ingest_shard, [(i, fs, params, cache) for i, fs in enumerate(file_dicts)])
+
+
+def _summary(name: str, refs: list[dict[str, Any]], stats: dict[str, Any] | None = None) -> dict[str, Any]:
+    return {
+        "name": name,
+        "docs_in": sum(r.get("docs_in", 0) for r in refs),
+        "docs_out": sum(r.get("docs_out", 0) for r in refs),
+        "docs_rejected": sum(r.get("rejected", 0) for r in refs),
+        "shards": len(refs),
+        "cached_shards": sum(bool(r.get("cached")) for r in refs),
+        "stats": stats or _merge_stats(refs),
+        "rejected_files": [str(Path(r["dir"]) / "rejected.parquet") for r in refs if r.get("rejected")],
+    }
+
+
+def _merge_stats(refs: list[dict[str, Any]]) -> dict[str, Any]:
+    def merge(a: dict, b: dict) -> dict:
+        out = dict(a)
+        for k, v in b.items():
+            if isinstance(v, dict):
+                out[k] = merge(out.get(k, {}), v)
+            elif isinstance(v, int | float) and not isinstance(v, bool):
+                out[k] = out.get(k, 0) + v
+        return out
+
+    merged: dict[str, Any] = {}
+    for r in refs:
+        merged = merge(merged, r.get("stats") or {})
+    return merged
+
+
+def run_doc_stages(
+    stages: list[dict[str, Any]], refs: list[dict[str, Any]], cache: str
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Apply document and dedup stages in order over shard refs; returns the last refs and a summary
+    per stage (with how many shards came from the cache)."""
+    summaries = []
+    for spec in stages:
+        name, params = spec["name"], spec["params"]
+        if STAGES[name].kind == StageKind.DEDUP:
+            sigs = _map(tasks.dedup_signatures, [(i, params, r, cache) for i, r in enumerate(refs)])
+            clusters = _call(tasks.dedup_clusters, params, sigs, cache)
+            refs = _map(tasks.dedup_apply, [(i, r, clusters, cache) for i, r in enumerate(refs)])
+            summary = _summary(name, refs, clusters.get("stats"))
+        else:
+            refs = _map(tasks.doc_stage, [(name, i, params, r, cache) for i, r in enumerate(refs)])
+            summary = _summary(name, refs)
+        summaries.append(summary)
+    return refs, summaries
+
+
+# --- evaluation set and holdout ----------------------------------------------------------------
+
+
+def _read_docs(refs: list[dict[str, Any]], columns: list[str]) -> pl.DataFrame:
+    frames = []
+    for r in refs:
+        path = Path(r["dir"]) / "docs.parquet"
+        have = pq.read_schema(path).names
+        frames.append(pl.read_parquet(path, columns=[c for c in columns if c in have]))
+    return pl.concat(frames, how="diagonal_relaxed") if frames else pl.DataFrame()
+
+
+@task(name="ablation-eval-set", **tasks.TASK_OPTS)
+def eval_set_task(
+    eval_params: dict[str, Any], base_refs: list[dict], extra: list[list[Any]], cache_dir: str
+) -> dict[str, Any]:
+    """Choose the held-out documents: groups of each training source, plus every document of the
+    evaluation-only inputs (``extra``: [name, refs] pairs, relabelled to ``name``)."""
+    from pipeline.ablation_data import ngram_hashes, select_eval
+
+    key = make_key(
+        "ablation-eval", eval_params, [r["key"] for r in base_refs], [[n, [r["key"] for r in rs]] for n, rs in extra]
+    )
+    unit = WorkUnit(Path(cache_dir), "ablation-eval", key)
+    if unit.done:
+        return tasks._ref(unit, -1, cached=True)
+    docs = _read_docs(base_refs, ["id", "source", "group_id", "text"])
+    chosen = select_eval(
+        docs,
+        eval_params["fraction"],
+        eval_params["min_docs_per_source"],
+        eval_params["max_docs_per_source"],
+        eval_params["seed"],
+    )
+    held = docs.join(chosen.select("id"), on="id", how="semi", maintain_order="left").select("id", "source", "text")
+    frames = [held]
+    for name, refs in extra:
+        other = _read_docs(refs, ["id", "source", "group_id", "text"])
+        other = other.with_columns(pl.lit(name).alias("source"))
+        pick = select_eval(other, 1.0 - 1e-9, 1, eval_params["max_docs_per_source"], eval_params["seed"])
+        frames.append(
+            other.join(pick.select("id"), on="id", how="semi", maintain_order="left").select("id", "source", "text")
+        )
+    eval_docs = pl.concat(frames, how="vertical_relaxed").sort(["source", "id"])
+    hv, _ = ngram_hashes(eval_docs["text"], eval_params["ngram"])
+    staging = unit.staging()
+    eval_docs.write_parquet(staging / "eval_docs.parquet", compression="zstd")
+    np.save(staging / "ngrams.npy", np.unique(hv))
+    by_source = eval_docs.group_by("source").agg(pl.len().alias("docs"), pl.col("text").str.len_bytes().sum())
+    stats = {
+        "docs": eval_docs.height,
+        "by_source": {s: {"docs": int(d), "bytes": int(b)} for s, d, b in by_source.sort("source").iter_rows()},
+        "eval_only_sources": [n for n, _ in extra],
+        "eval_ids": held["id"].to_list(),
+    }
+    unit.commit(staging, {"docs_in": docs.height, "docs_out": eval_docs.height, "stats": stats})
+    return tasks._ref(unit, -1, cached=False)
+
+
+@task(name="ablation-holdout", task_run_name="holdout-{index}", **tasks.TASK_OPTS)
+def holdout_task(index: int, eval_params: dict, in_ref: dict, eval_ref: dict, cache_dir: str) -> dict[str, Any]:
+    """Remove the evaluation documents and near copies of them from one shard of training data."""
+    from pipeline.ablation_data import HoldoutConfig, holdout
+
+    cfg = HoldoutConfig(ngram=eval_params["ngram"], max_overlap=eval_params["max_overlap"])
+    unit = WorkUnit(
+        Path(cache_dir), "ablation-holdout", make_key("ablation-holdout", cfg, in_ref["key"], eval_ref["key"])
+    )
+    if unit.done:
+        return tasks._ref(unit, index, cached=True)
+    df = pl.read_parquet(Path(in_ref["dir"]) / "docs.parquet")
+    start = time.perf_counter()
+    eval_ids = set(eval_ref["stats"]["eval_ids"])
+    result = holdout(df, eval_ids, np.load(Path(eval_ref["dir"]) / "ngrams.npy"), cfg)
+    return tasks._write_result(
+        unit, index, result.kept, result.rejected, df.height, time.perf_counter() - start, result.stats
+    )
+
+
+@task(name="ablation-eval-tokens", **tasks.TASK_OPTS)
+def eval_tokens_task(eval_ref: dict, tok_ref: dict, cache_dir: str) -> dict[str, Any]:
+    """The evaluation set tokenized with one tokenizer: the ``val`` split every arm is scored on."""
+    from pipeline.shards import ShardsConfig, tokenize_docs
+
+    unit = WorkUnit(
+        Path(cache_dir), "ablation-eval-tokens", make_key("ablation-eval-tokens", eval_ref["key"], tok_ref["key"])
+    )
+    if unit.done:
+        return tasks._ref(unit, -1, cached=True)
+    docs = pl.read_parquet(Path(eval_ref["dir"]) / "eval_docs.parquet")
+    tokens = tokenize_docs(docs, Path(tok_ref["dir"]), ShardsConfig())
+    staging = unit.staging()
+    tokens.write_parquet(staging / "val-000.parquet", compression="zstd")
+    per = tokens.group_by("source").agg(pl.col("n_tokens").sum(), pl.col("n_bytes").sum()).sort("source")
+    stats = {
+        "tokens_by_source": {s: int(t) for s, t, _ in per.iter_rows()},
+        "bytes_by_source": {s: int(b) for s, _, b in per.iter_rows()},
+    }
+    unit.commit(staging, {"docs_in": docs.height, "docs_out": docs.height, "stats": stats})
+    return tasks._ref(unit, -1, cached=False)
+
+
+@task(name="ablation-data", **tasks.TASK_OPTS)
+def arm_data_task(
+    shard_refs: list[dict], doc_refs: list[dict], eval_tok_ref: dict, tok_ref: dict, cache_dir: str
+) -> dict[str, Any]:
+    """One arm's training folder: its train token files, the shared val set and the tokenizer, in the
+    layout ``model.train`` reads. Keyed by its inputs, so arms with the same data share it."""
+    key = make_key("ablation-data", [r["key"] for r in shard_refs], eval_tok_ref["key"], tok_ref["key"])
+    unit = WorkUnit(Path(cache_dir), "ablation-data", key)
+    if unit.done:
+        return tasks._ref(unit, -1, cached=True)
+    staging = unit.staging()
+    n = 0
+    for r in shard_refs:
+        for name in r["stats"]["train"]["files"]:
+            shutil.copyfile(Path(r["dir"]) / name, staging / f"train-{n:05d}.parquet")
+            n += 1
+    shutil.copyfile(Path(eval_tok_ref["dir"]) / "val-000.parquet", staging / "val-000.parquet")
+    shutil.copyfile(Path(tok_ref["dir"]) / "tokenizer.model", staging / "tokenizer.model")
+    tok = tok_ref["stats"]
+    train_tokens = _merge_stats([{"stats": r["stats"]["train"]} for r in shard_refs])
+    docs = _read_docs(doc_refs, ["source"])
+    docs_by_source = dict(docs.group_by("source").len().sort("source").iter_rows()) if docs.height else {}
+    manifest = {
+        "tokenizer": "tokenizer.model",
+        "tokenizer_fingerprint": tok["fingerprint"],
+        "vocab_size": tok["vocab_size"],
+        "bos_id": tok["bos_id"],
+        "eos_id": tok["eos_id"],
+        "pad_id": tok["pad_id"],
+        "splits": {
+            "train": {"tokens": train_tokens.get("tokens", 0), "by_source": train_tokens.get("by_source", {})},
+            "val": {
+                "tokens": sum(eval_tok_ref["stats"]["tokens_by_source"].values()),
+                "by_source": eval_tok_ref["stats"]["tokens_by_source"],
+            },
+        },
+    }
+    tasks.write_json(staging / "manifest.json", manifest)
+    stats = {
+        "train_tokens": int(train_tokens.get("tokens", 0)),
+        "tokens_by_source": {s: int(v) for s, v in sorted(train_tokens.get("by_source", {}).items())},
+        "bytes_by_source": {s: int(v) for s, v in sorted(train_tokens.get("bytes_by_source", {}).items())},
+        "docs_by_source": {s: int(v) for s, v in docs_by_source.items()},
+        "files": n,
+    }
+    unit.commit(staging, {"docs_in": int(docs.height), "docs_out": int(docs.height), "stats": stats})
+    return tasks._ref(unit, -1, cached=False)
+
+
+# --- budgets and training ----------------------------------------------------------------------
+
+
+def _mixture(arm: Arm, tokens_by_source: dict[str, int], min_tokens: int) -> tuple[dict[str, float], list[str]]:
+    """Source weights for an arm, and sources left out for having too few tokens to cut one window.
+
+    Natural shares (each source in proportion to its available tokens) unless the arm sets weights;
+    leave-one-out drops one source and keeps the others' natural shares.
+    """
+    small = sorted(s for s, n in tokens_by_source.items() if n < min_tokens)
+    if arm.weights is not None:
+        weights = {s: float(w) for s, w in arm.weights.items() if w > 0}
+        missing = sorted(s for s in weights if s not in tokens_by_source or s in small)
+        if missing:
+            raise PlanError(
+                f"arm {arm.name!r}: mixture names source(s) {', '.join(missing)} with too little or no data "
+                f"after curation (sources with data: {', '.join(s for s in tokens_by_source if s not in small)})"
+            )
+        return weights, small
+    weights = {s: float(n) for s, n in tokens_by_source.items() if s not in small and s != arm.exclude}
+    if not weights:
+        raise PlanError(f"arm {arm.name!r}: no source has enough tokens to train on")
+    return weights, small
+
+
+def _available(weights: dict[str, float], tokens_by_source: dict[str, int]) -> int:
+    """Training tokens the mixture can draw before any source repeats (one epoch of the scarcest)."""
+    total_w = sum(weights.values())
+    return int(min(tokens_by_source[s] / (w / total_w) for s, w in weights.items()))
+
+
+def _train_params(plan: AblationPlan, steps: int, seed: int, weights: dict[str, float]) -> dict[str, Any]:
+    t = plan.train
+    cfg = STAGES["train"].config_cls()(
+        preset=t.preset,
+        steps=steps,
+        batch_size=t.batch_size,
+        seq_len=t.seq_len,
+        lr=t.lr,
+        min_lr_ratio=t.min_lr_ratio,
+        warmup_steps=math.ceil(t.warmup_fraction * steps),
+        weight_decay=t.weight_decay,
+        grad_clip=t.grad_clip,
+        eval_every=max(1, steps // t.evals),
+        eval_batches=t.eval_batches,
+        seed=seed,
+        threads=t.threads,
+        mixture={"weights": weights, "max_epochs": t.max_epochs},
+    )
+    return cfg.model_dump(mode="json")
+
+
+# --- results -----------------------------------------------------------------------------------
+
+
+def _result_rows(arm: Arm, seed: int, metrics: dict[str, Any], tokens_per_step: int) -> list[dict[str, Any]]:
+    rows = []
+    base = {"arm": arm.name, **{f"level_{a}": v for a, v in arm.levels.items()}, "seed": seed}
+    for rec in metrics.get("val", []):
+        step = int(rec["step"])
+        per_bpb = rec.get("per_source_bpb") or {}
+        for source, loss in sorted(rec["per_source"].items()):
+            rows.append(
+                {
+                    **base,
+                    "split": "val",
+                    "source": source,
+                    "step": step,
+                    "tokens": step * tokens_per_step,
+                    "loss": float(loss),
+                    "bpb": per_bpb.get(source),
+                }
+            )
+        rows.append(
+            {
+                **base,
+                "split": "val",
+                "source": "all",
+                "step": step,
+                "tokens": step * tokens_per_step,
+                "loss": float(rec["loss"]),
+                "bpb": rec.get("bpb"),
+            }
+        )
+    for rec in metrics.get("train", []):
+        step = int(rec["step"])
+        rows.append(
+            {
+                **base,
+                "split": "train",
+                "source": "all",
+                "step": step,
+                "tokens": step * tokens_per_step,
+                "loss": float(rec["loss"]),
+                "bpb": None,
+            }
+        )
+    return rows
+
+
+def _generations(plan: AblationPlan, model_dir: Path) -> list[dict[str, str]]:
+    import sentencepiece as spm
+
+    from model.generate import GenerationConfig, sample_text
+    from model.load import load_model
+
+    net, _ = load_model(model_dir)
+    sp = spm.SentencePieceProcessor(model_file=str(model_dir / "tokenizer.model"))
+    g = plan.generation
+    out = []
+    for prompt in g.prompts:
+        cfg = GenerationConfig(
+            max_new_tokens=g.max_new_tokens,
+            temperature=g.temperature,
+            top_p=g.top_p,
+            seed=g.seed,
+            greedy=g.temperature == 0,
+        )
+        out.append({"prompt": prompt, "text": sample_text(net, sp, prompt, cfg)})
+    return out
+
+
+def _drops(summaries: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Rejected documents by stage, reason and source, read from the stage units' rejected files."""
+    frames = [pl.read_parquet(f, columns=["stage", "reason", "source"]) for s in summaries for f in s["rejected_files"]]
+    if not frames:
+        return []
+    counts = pl.concat(frames, how="vertical_relaxed").group_by("stage", "reason", "source").len()
+    order = {s["name"]: i for i, s in enumerate(summaries)}
+    rows = [dict(zip(("stage", "reason", "source", "docs"), r, strict=True)) for r in counts.iter_rows()]
+    return sorted(rows, key=lambda r: (order.get(r["stage"], 99), -r["docs"], str(r["reason"]), str(r["source"])))
+
+
+def _diversity(
+    data_ref: dict[str, Any],
+    weights: dict[str, float],
+    doc_refs: list[dict[str, Any]],
+    summaries: list[dict[str, Any]],
+    sample_tokens: int,
+    vocab_size: int,
+) -> dict[str, Any]:
+    from pipeline.ablation_data import exact_duplicate_rate, token_sample
+    from pipeline.ablation_stats import ngram_entropy, shannon_entropy
+
+    files = sorted(Path(data_ref["dir"]).glob("train-*.parquet"))
+    lists = pl.concat([pl.read_parquet(f, columns=["source", "tokens"]) for f in files]) if files else None
+    if lists is not None:
+        lists = lists.filter(pl.col("source").is_in(sorted(weights)))
+    sample = token_sample(lists["tokens"], sample_tokens, seed=0) if lists is not None else np.zeros(0, np.int64)
+    dedup = next((s for s in summaries if s["name"] == "dedup"), None)
+    texts = _read_docs(doc_refs, ["text"])
+    return {
+        "source_entropy_bits": shannon_entropy(list(weights.values())),
+        "unigram_entropy_bits": ngram_entropy(sample, 1, vocab_size),
+        "bigram_entropy_bits": ngram_entropy(sample, 2, vocab_size),
+        "entropy_sample_tokens": int(len(sample)),
+        "dedup_removed_rate": (dedup["docs_rejected"] / dedup["docs_in"]) if dedup and dedup["docs_in"] else None,
+        "exact_duplicate_rate": exact_duplicate_rate(texts["text"]) if texts.height else 0.0,
+    }
+
+
+# --- the run -----------------------------------------------------------------------------------
+
+
+def run_ablation(
+    plan: AblationPlan,
+    inputs: list[list[Any]],
+    out: str | Path,
+    eval_inputs: list[list[Any]] | None = None,
+    cache_dir: str | Path | None = None,
+    say: Say = _stderr,
+) -> dict[str, Any]:
+    """Run ``plan`` over ``inputs`` ([source or None, path] pairs) into ``out``; returns the summary
+    (also written to ``out/summary.json``) after writing ``results.parquet`` and ``report/``."""
+    from pipeline.ablation_analysis import analyse
+    from pipeline.ablation_report import write_ablation_report
+
+    started = time.perf_counter()
+    out_dir = Path(out)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    cache = str(Path(cache_dir) if cache_dir else out_dir / "cache")
+    clean_staging(Path(cache))
+    eval_params = plan.eval.model_dump(mode="json")
+
+    say(f"ablation {plan.name}: ingest and base curation")
+    refs = _ingest(inputs, cache)
+    base_refs, base_summaries = run_doc_stages(plan.curation, refs, cache)
+    extra = []
+    for name, path in eval_inputs or []:
+        eval_refs, _ = run_doc_stages(plan.curation, _ingest([[None, path]], cache), cache)
+        extra.append([name, eval_refs])
+    eval_ref = _call(eval_set_task, eval_params, base_refs, extra, cache)
+    held = _map(holdout_task, [(i, eval_params, r, eval_ref, cache) for i, r in enumerate(base_refs)])
+    base_summaries.append(_summary("holdout", held))
+    sources = sorted(_read_docs(held, ["source"])["source"].unique().to_list())
+    arms = plan.arms(sources)
+    baseline = plan.baseline_arm(arms)
+    say(f"{len(arms)} arms x {len(plan.seeds)} seeds; eval set: {eval_ref['stats']['by_source']}")
+
+    shared_tok = _call(tasks.train_tokenizer_task, plan.tokenizer, held, cache)
+    eval_tok = {shared_tok["key"]: _call(eval_tokens_task, eval_ref, shared_tok, cache)}
+    shard_params = STAGES["shards"].config_cls()(**ALL_TRAIN).model_dump(mode="json")
+
+    # Curate and tokenize every arm first: the shared token budget depends on what each arm has.
+    built: dict[str, dict[str, Any]] = {}
+    for arm in arms:
+        arm_refs, arm_summaries = run_doc_stages(arm.stages, held, cache)
+        if not sum(r["docs_out"] for r in arm_refs):
+            raise PlanError(f"arm {arm.name!r}: curation left no documents")
+        tok = shared_tok if arm.tokenizer is None else _call(tasks.train_tokenizer_task, arm.tokenizer, arm_refs, cache)
+        if tok["key"] not in eval_tok:
+            eval_tok[tok["key"]] = _call(eval_tokens_task, eval_ref, tok, cache)
+        split = _call(tasks.split_task, shard_params, arm_refs, cache)
+        shard_refs = _map(
+            tasks.tokenize_task, [(i, shard_params, r, tok, split, cache) for i, r in enumerate(arm_refs)]
+        )
+        data = _call(arm_data_task, shard_refs, arm_refs, eval_tok[tok["key"]], tok, cache)
+        min_tokens = 2 * (plan.train.seq_len + 1)
+        weights, small = _mixture(arm, data["stats"]["tokens_by_source"], min_tokens)
+        built[arm.name] = {
+            "refs": arm_refs,
+            "summaries": arm_summaries,
+            "tok": tok,
+            "data": data,
+            "weights": weights,
+            "too_small": small,
+            "available": _available(weights, data["stats"]["tokens_by_source"]),
+        }
+        say(
+            f"  arm {arm.name}: {data['stats']['train_tokens']:,} train tokens, {len(weights)}"
+            f" sources; stages cached {sum(s['cached_shards'] for s in arm_summaries)}/"
+            f"{sum(s['shards'] for s in arm_summaries)} shards"
+        )
+
+    tokens_per_step = plan.train.batch_size * plan.train.seq_len
+    base_tokens = plan.tokens or min(
+        b["available"] for a, b in zip(arms, built.values(), strict=True) if a.tokens is None
+    )
+    rows: list[dict[str, Any]] = []
+    arm_cards = []
+    for arm in arms:
+        b = built[arm.name]
+        budget = arm.tokens if arm.tokens is not None else int(round((arm.fraction or 1.0) * base_tokens))
+        steps = max(1, round(budget / tokens_per_step))
+        models = []
+        for seed in plan.seeds:
+            params = _train_params(plan, steps, seed, b["weights"])
+            t0 = time.perf_counter()
+            ref = _call(tasks.train_task, params, b["data"]["dir"], [b["data"]["key"]], cache)
+            metrics = _load_json(Path(ref["dir"]) / "metrics.json")
+            rows += _result_rows(arm, seed, metrics, tokens_per_step)
+            models.append(
+                {
+                    "seed": seed,
+                    "key": ref["key"],
+                    "dir": ref["dir"],
+                    "cached": ref["cached"],
+                    "final_val_loss": metrics.get("final_val_loss"),
+                    "final_val_bpb": metrics.get("final_val_bpb"),
+                    "seconds": metrics.get("seconds"),
+                    "mixture": metrics.get("mixture"),
+                }
+            )
+            say(
+                f"  train {arm.name} seed {seed}: {steps} steps, bpb {metrics.get('final_val_bpb', float('nan')):.4f}"
+                f"{' (cached)' if ref['cached'] else f' ({time.perf_counter() - t0:.0f}s)'}"
+            )
+        vocab = b["tok"]["stats"]["vocab_size"]
+        sample = min(ENTROPY_SAMPLE_TOKENS, min(x["data"]["stats"]["train_tokens"] for x in built.values()))
+        arm_cards.append(
+            {
+                "name": arm.name,
+                "slug": arm.slug,
+                "levels": arm.levels,
+                "stages": arm.stages,
+                "tokenizer": arm.tokenizer or "shared",
+                "budget_tokens": steps * tokens_per_step,
+                "steps": steps,
+                "weights": {s: w / sum(b["weights"].values()) for s, w in sorted(b["weights"].items())},
+                "too_small_sources": b["too_small"],
+                "data": b["data"]["stats"],
+                "data_key": b["data"]["key"],
+                "data_dir": b["data"]["dir"],
+                "tokenizer_key": b["tok"]["key"],
+                "tokenizer_fingerprint": b["tok"]["stats"]["fingerprint"],
+                "stages_summary": [{k: v for k, v in s.items() if k != "rejected_files"} for s in b["summaries"]],
+                "drops": _drops(base_summaries + b["summaries"]),
+                "pii": next((s["stats"] for s in [*base_summaries, *b["summaries"]] if s["name"] == "pii"), None),
+                "diversity": _diversity(b["data"], b["weights"], b["refs"], b["summaries"], sample, vocab),
+                "models": models,
+                "generations": _generations(plan, Path(models[0]["dir"])),
+            }
+        )
+
+    results = pl.DataFrame(rows, infer_schema_length=None).with_columns(pl.col("bpb").cast(pl.Float64))
+    atomic_write_bytes(out_dir / "results.parquet", _parquet_bytes(results))
+    analysis = analyse(
+        results,
+        baseline=baseline.name,
+        test=plan.test,
+        alpha=plan.alpha,
+        scale_axis="scale" if plan.axes.scale is not None else None,
+    )
+    summary = {
+        "refinery_version": pipeline.__version__,
+        "code_version": code_version(),
+        "plan": plan.model_dump(mode="json"),
+        "inputs": [f"{s}={p}" if s else p for s, p in inputs],
+        "input_key": make_key("ablation-inputs", [r["key"] for r in refs]),
+        "eval_inputs": [f"{n}={p}" for n, p in eval_inputs or []],
+        "baseline": baseline.name,
+        "base_curation": [{k: v for k, v in s.items() if k != "rejected_files"} for s in base_summaries],
+        "eval_set": {
+            "key": eval_ref["key"],
+            "by_source": eval_ref["stats"]["by_source"],
+            "tokens_by_source": eval_tok[shared_tok["key"]]["stats"]["tokens_by_source"],
+            "scored_tokens_per_source_max": plan.train.eval_batches * plan.train.batch_size * plan.train.seq_len,
+        },
+        "shared_tokenizer": {
+            "key": shared_tok["key"],
+            "fingerprint": shared_tok["stats"]["fingerprint"],
+            "vocab_size": shared_tok["stats"]["vocab_size"],
+        },
+        "base_tokens": base_tokens,
+        "tokens_per_step": tokens_per_step,
+        "arms": arm_cards,
+        "analysis": analysis,
+        "seconds": round(time.perf_counter() - started, 1),
+    }
+    tasks.write_json(out_dir / "summary.json", summary)
+    write_ablation_report(out_dir, summary, results)
+    say(f"report: {out_dir / 'report' / 'index.html'}")
+    return summary
+
+
+def _load_json(path: Path) -> dict[str, Any]:
+    import json
+
+    return json.loads(path.read_text())
+
+
+def _parquet_bytes(df: pl.DataFrame) -> bytes:
+    import io
+
+    buf = io.BytesIO()
+    df.write_parquet(buf, compression="zstd")
+    return buf.getvalue()
+
+
+def _publish_artifacts(summary: dict[str, Any], markdown: str) -> None:
+    """The report's tables as Prefect artifacts (markdown and table), for the UI of a flow run."""
+    import re
+
+    from prefect.artifacts import create_markdown_artifact, create_table_artifact
+
+    key = re.sub(r"[^a-z0-9-]+", "-", f"ablation-{summary['plan']['name']}".lower()).strip("-")
+    create_markdown_artifact(markdown=markdown, key=f"{key}-report", description="Ablation report")
+    rows = [
+        {k: (round(v, 5) if isinstance(v, float) else v) for k, v in r.items()}
+        for r in summary["analysis"]["final"]
+        if r["metric"] == "bpb"
+    ]
+    create_table_artifact(table=rows, key=f"{key}-bpb", description="Final validation bits per byte per arm and source")
+    create_table_artifact(
+        table=summary["analysis"]["comparisons"],
+        key=f"{key}-comparisons",
+        description=f"Arms against the baseline {summary['baseline']}",
+    )
+
+
+@flow(
+    name="refinery-ablate",
+    task_runner=ThreadPoolTaskRunner(max_workers=max(2, os.cpu_count() or 2)),
+    validate_parameters=False,
+)
+def ablation_flow(
+    plan: str | dict[str, Any] = "quality",
+    inputs: list[list[Any]] | None = None,
+    out: str = "runs/ablation",
+    eval_inputs: list[list[Any]] | None = None,
+    cache_dir: str | None = None,
+) -> dict[str, Any]:
+    """Run an ablation plan (a built-in name, a YAML path, or the plan as a mapping) over ``inputs``
+    ([source or None, path] pairs; default: the sample data) and write ``out``; evaluation-only inputs
+    are [name, path] pairs. Returns a short summary (the full one is ``out/summary.json``)."""
+    parsed = parse_plan(plan) if isinstance(plan, dict) else load_plan(plan)
+    pairs = inputs or sample_inputs()
+    summary = run_ablation(parsed, pairs, out, eval_inputs, cache_dir)
+    try:
+        _publish_artifacts(summary, (Path(out) / "report" / "report.md").read_text())
+    except Exception as err:  # noqa: BLE001 - artifacts are a view; the run's files are the record
+        _stderr(f"could not publish Prefect artifacts: {err}")
+    return {
+        "out": out,
+        "arms": [a["name"] for a in summary["arms"]],
+        "baseline": summary["baseline"],
+        "seconds": summary["seconds"],
+    }

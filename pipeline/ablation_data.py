@@ -1,0 +1,111 @@
+"""Data side of an ablation: the shared held-out evaluation set, its removal from training data,
+and the per-arm data card figures.
+
+Every arm is measured on one evaluation set, chosen once from the base-curated documents (whole
+document groups, e.g. all parts of a book, per source) plus any evaluation-only inputs. Those
+documents, and training documents that are near copies of them (a large share of word n-grams in
+common), are removed from every arm's training data before the arms' own curation runs.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import polars as pl
+from pydantic import BaseModel
+
+from pipeline.dedup import _shingle_hashes, normalised_bytes
+from pipeline.ids import stable_rank_key
+from pipeline.schema import StageResult, to_rejected
+
+STAGE = "holdout"
+
+
+def select_eval(docs: pl.DataFrame, fraction: float, min_docs: int, max_docs: int, seed: int) -> pl.DataFrame:
+    """``id, source`` of the held-out documents: per source, the lowest-ranked groups under a seeded
+    hash of the group id (``group_id``, else the document id), ``round(groups * fraction)`` of them,
+    at least ``min_docs`` (when the source has twice as many) and at most ``max_docs``.
+
+    Depends only on the ids present and the seed, not on file or row order.
+    """
+    group = pl.col("group_id").fill_null(pl.col("id")) if "group_id" in docs.columns else pl.col("id")
+    groups = docs.select("source", group.alias("_g")).unique(["source", "_g"]).sort(["source", "_g"])
+    groups = groups.with_columns(stable_rank_key(groups["_g"], seed).alias("_h"))
+    groups = groups.with_columns(
+        pl.col("_h").rank("ordinal").over("source").alias("_rank"), pl.len().over("source").alias("_n")
+    )
+    n_eval = pl.min_horizontal(
+        pl.max_horizontal(
+            (pl.col("_n") * fraction).round(0),
+            pl.when(pl.col("_n") >= 2 * min_docs).then(pl.lit(min_docs)).otherwise(0),
+        ),
+        pl.lit(max_docs),
+    )
+    chosen = groups.filter(pl.col("_rank") <= n_eval).select("source", "_g")
+    return (
+        docs.select("id", "source", group.alias("_g"))
+        .join(chosen, on=["source", "_g"], how="semi", maintain_order="left")
+        .select("id", "source")
+    )
+
+
+def ngram_hashes(texts: pl.Series, ngram: int) -> tuple[np.ndarray, np.ndarray]:
+    """64-bit hashes of each text's normalised word n-grams (a text shorter than ``ngram`` words
+    counts as one n-gram) and the number of n-grams per text."""
+    if not len(texts):
+        return np.empty(0, np.uint64), np.zeros(0, np.int64)
+    buf, off = normalised_bytes(texts.fill_null(""))
+    return _shingle_hashes(buf, off, "word", ngram, bits64=True)
+
+
+class HoldoutConfig(BaseModel):
+    ngram: int = 13
+    max_overlap: float = 0.2
+
+
+def holdout(df: pl.DataFrame, eval_ids: set[str], eval_ngrams: np.ndarray, cfg: HoldoutConfig) -> StageResult:
+    """Remove the evaluation documents (``eval_document``) and training documents whose share of word
+    n-grams found in the evaluation text is at least ``cfg.max_overlap`` (``eval_overlap``)."""
+    is_eval = df["id"].is_in(sorted(eval_ids)).to_numpy() if eval_ids else np.zeros(df.height, bool)
+    overlap = np.zeros(df.height, np.float64)
+    if df.height and len(eval_ngrams):
+        hv, counts = ngram_hashes(df["text"], cfg.ngram)
+        hit = np.isin(hv, eval_ngrams)
+        doc = np.repeat(np.arange(df.height), counts)
+        matched = np.bincount(doc[hit], minlength=df.height)
+        overlap = matched / np.maximum(counts, 1)
+    near = ~is_eval & (overlap >= cfg.max_overlap)
+    kept = df.filter(pl.Series(~is_eval & ~near))
+    rejected = pl.concat(
+        [
+            to_rejected(df.filter(pl.Series(is_eval)), STAGE, "eval_document"),
+            to_rejected(df.filter(pl.Series(near)), STAGE, "eval_overlap"),
+        ],
+        how="vertical_relaxed",
+    )
+    stats = {"eval_documents": int(is_eval.sum()), "eval_overlap": int(near.sum())}
+    return StageResult(kept=kept, rejected=rejected, stats=stats)
+
+
+def exact_duplicate_rate(texts: pl.Series) -> float:
+    """Share of documents whose whitespace- and case-normalised text repeats an earlier one's."""
+    if not len(texts):
+        return 0.0
+    norm = texts.fill_null("").str.to_lowercase().str.replace_all(r"\s+", " ").str.strip_chars()
+    return float(1.0 - norm.n_unique() / len(texts))
+
+
+def token_sample(token_lists: pl.Series, n_tokens: int, seed: int) -> np.ndarray:
+    """Up to ``n_tokens`` tokens from whole documents in a seeded order, joined: the same-size sample
+    for every arm, so n-gram entropies are comparable."""
+    if not len(token_lists):
+        return np.zeros(0, np.int64)
+    order = np.random.default_rng(seed).permutation(len(token_lists))
+    out: list[np.ndarray] = []
+    have = 0
+    for i in order:
+        doc = np.asarray(token_lists[int(i)], dtype=np.int64)
+        out.append(doc)
+        have += len(doc)
+        if have >= n_tokens:
+            break
+    return np.concatenate(out)[:n_tokens] if out else np.zeros(0, np.int64)
