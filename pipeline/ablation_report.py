@@ -334,6 +334,11 @@ def _plot_bpb(an: dict[str, Any], png: Path) -> None:
             lo.append(r["mean"] - r["ci_low"])
             hi.append(r["ci_high"] - r["mean"])
         ax.bar(xs, ys, width, yerr=[lo, hi], capsize=3, label=arm)
+    lows = [r["ci_low"] for r in cells.values() if not math.isnan(r["ci_low"])]
+    highs = [r["ci_high"] for r in cells.values() if not math.isnan(r["ci_high"])]
+    if lows and highs:  # differences between arms are small next to the values: do not start at zero
+        pad = 0.1 * (max(highs) - min(lows)) or 0.05
+        ax.set_ylim(max(0.0, min(lows) - pad), max(highs) + pad)
     ax.set_xticks([i + width * (len(arms) - 1) / 2 for i in range(len(sources))], sources)
     ax.set_ylabel("validation bits per byte")
     ax.legend(fontsize=8)
