@@ -50,6 +50,10 @@ def parse_stage_list(items: list[Any], where: str) -> list[dict[str, Any]]:
     parameter filled in; only document and dedup stages may appear in an ablation's curation."""
     if not isinstance(items, list):
         raise ValueError("stages must be a list")
+    # A plan as dumped (every parameter filled in) holds {"name": ..., "params": ...}: take it back.
+    items = [
+        {i["name"]: i["params"]} if isinstance(i, dict) and set(i) == {"name", "params"} else i for i in items
+    ]
     for item in items:
         name = item if isinstance(item, str) else next(iter(item), None) if isinstance(item, dict) else None
         if name in STAGES and STAGES[name].kind not in (StageKind.DOCS, StageKind.DEDUP):

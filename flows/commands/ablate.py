@@ -74,6 +74,8 @@ def register(app: typer.Typer) -> None:
             if not sep or not name or not path:
                 _fail(f"--eval-input expects NAME=PATH, got {arg!r}")
             extra.append([name, path])
+        if not verbose:  # before Prefect is first imported, which reads its settings once
+            os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
         from flows.ablate import sample_inputs
 
         pairs = pairs or sample_inputs()
@@ -81,8 +83,6 @@ def register(app: typer.Typer) -> None:
             discover([(s, p) for s, p in pairs] + [(None, p) for _, p in extra])  # fail fast on a missing path
         except (FileNotFoundError, ValueError) as err:
             _fail(str(err))
-        if not verbose:
-            os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
         from flows.ablate import ablation_flow
 
         console = Console(stderr=True)
