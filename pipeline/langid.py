@@ -82,8 +82,11 @@ def predict(texts: list[str], model_name: str = "lingua75") -> tuple[list[str], 
 
         texts = [clean(t) for t in texts]
     labels, probs = model.predict(texts, k=1)
-    langs = [lab[0].removeprefix("__label__") if lab else "und" for lab in labels]
-    scores = np.array([float(p[0]) if len(p) else 0.0 for p in probs])
+    # A text with no letters left (empty, digits only) has no language: fastText would still
+    # name its most frequent class with full confidence.
+    blank = [not t.strip() for t in texts]
+    langs = ["und" if b or not lab else lab[0].removeprefix("__label__") for lab, b in zip(labels, blank, strict=True)]
+    scores = np.array([0.0 if b or not len(p) else float(p[0]) for p, b in zip(probs, blank, strict=True)])
     return langs, scores
 
 
@@ -149,3 +152,24 @@ def identify(df: pl.DataFrame, cfg: LangIdConfig) -> StageResult:
     counts = out.group_by("lang").len().sort(["len", "lang"], descending=[True, False])
     stats = {"languages": dict(zip(counts["lang"].to_list(), counts["len"].to_list(), strict=True))}
     return StageResult(kept=kept, rejected=to_rejected(bad, "langid", pl.col("_reason")), stats=stats)
+
+
+def label_rejected(rejected: pl.DataFrame, cfg: LangIdConfig) -> pl.DataFrame:
+    """Fill ``lang``/``lang_score`` on rows rejected before the language stage saw them.
+
+    Rows a stage rejected after language ID keep their labels. Rows with text (an unreadable
+    record that still decoded, a document emptied by normalisation) get the same majority-language
+    prediction kept rows get; rows with no text at all (a truncated file) are ``und`` with score 0.
+    """
+    todo = rejected["lang"].is_null()
+    if not todo.any():
+        return rejected
+    missing = rejected.filter(todo).with_columns(pl.col("text").fill_null(""))
+    langs, scores = _doc_languages(missing, cfg)
+    filled = pl.DataFrame(
+        {"lang": pl.Series(langs, dtype=pl.String), "lang_score": pl.Series(scores, dtype=pl.Float64).round(4)}
+    )
+    idx = pl.Series(range(rejected.height)).filter(todo)
+    lang = rejected["lang"].scatter(idx, filled["lang"])
+    score = rejected["lang_score"].scatter(idx, filled["lang_score"])
+    return rejected.with_columns(lang.alias("lang"), score.alias("lang_score"))

@@ -8,7 +8,8 @@ import json
 import polars as pl
 import pytest
 
-from pipeline.langid import LangIdConfig, identify, model_path, predict
+from pipeline.langid import LangIdConfig, identify, label_rejected, model_path, predict
+from pipeline.schema import to_rejected
 
 EN = "The committee will meet again next week to discuss the budget and the new school building."
 DE = "Der Ausschuss wird sich nächste Woche erneut treffen, um den Haushalt zu besprechen."
@@ -51,6 +52,24 @@ def test_per_language_thresholds():
     res = identify(df, strict_en)
     assert res.rejected["reason"].to_list() == ["lang_low_score"] and res.kept["lang"].to_list() == ["de"]
     assert len(identify(df, LangIdConfig(keep=[], min_score=0.0)).kept) == 2
+
+
+def test_text_without_letters_has_no_language():
+    langs, scores = predict(["", "   ", "1234 5678"], "lingua75")
+    assert langs == ["und"] * 3 and scores.tolist() == [0.0] * 3
+    res = identify(_df(["", EN]), LangIdConfig(keep=[], min_score=0.0))
+    assert res.kept["lang"].to_list() == ["und", "en"]
+
+
+def test_rows_rejected_before_langid_get_a_language():
+    # an ingest reject with text, one without (a truncated file), one a later stage already labelled
+    df = _df([DE, None, FR]).with_columns(
+        pl.Series("lang", [None, None, "fr"], dtype=pl.String), pl.Series("lang_score", [None, None, 0.42])
+    )
+    out = label_rejected(to_rejected(df, "ingest", "broken"), LangIdConfig())
+    assert out["lang"].to_list() == ["de", "und", "fr"]
+    assert out["lang_score"][0] > 0.5 and out["lang_score"].to_list()[1:] == [0.0, 0.42]
+    assert out.drop("lang", "lang_score").equals(to_rejected(df, "ingest", "broken").drop("lang", "lang_score"))
 
 
 def test_shared_lingua_sentences_lingua75(shared_data):
