@@ -185,6 +185,11 @@ def curate(recipe: dict[str, Any], inputs: list[list[Any]], out: str, cache_dir:
             summaries.append(
                 _stage_summary(name, refs, time.perf_counter() - start, _merge_stats(refs), artifacts=artifacts)
             )
+            if name == "langid":  # rows rejected so far never met the language stage: label them too
+                rejected_parts = {
+                    part: Path(tasks.label_rejected_task(part, params, str(path), cache_s))
+                    for part, path in rejected_parts.items()
+                }
         elif kind == StageKind.DEDUP:
             progress().start(name, 2 * len(refs) + 1)
             sig_refs = _gather(

@@ -139,6 +139,24 @@ def doc_stage(stage: str, index: int, params: dict[str, Any], in_ref: dict[str, 
     )
 
 
+@task(name="label-rejected", task_run_name="label-rejected-{name}", **TASK_OPTS)
+def label_rejected_task(name: str, params: dict[str, Any], rejected_path: str, cache_dir: str) -> str:
+    """``rejected_path`` (rows rejected before language ID) with ``lang``/``lang_score`` filled in."""
+    from pipeline.langid import label_rejected
+
+    src = Path(rejected_path)
+    # the source file sits in its own unit folder, cache/<step>/<key>/, which names its content
+    key = make_key("label-rejected", params, [src.parent.parent.name, src.parent.name])
+    unit = WorkUnit(Path(cache_dir), "label-rejected", key)
+    if not unit.done:
+        staging = unit.staging()
+        label_rejected(pl.read_parquet(src), _config("langid", params)).write_parquet(
+            staging / "rejected.parquet", compression="zstd"
+        )
+        unit.commit(staging, {})
+    return str(unit.dir / "rejected.parquet")
+
+
 @task(name="dedup-signatures", task_run_name="dedup-signatures-{index}", **TASK_OPTS)
 def dedup_signatures(index: int, params: dict[str, Any], in_ref: dict[str, Any], cache_dir: str) -> dict:
     from pipeline.dedup import signatures

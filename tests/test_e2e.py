@@ -129,6 +129,9 @@ def test_run_folder_contract(first_run):
     assert set(docs["source"]) >= {"book", "code", "web"}
     rejected = read_dir(first_run / "rejected")
     assert list(REJECTED_SCHEMA) == rejected.columns
+    # lang on every row, kept and rejected alike, including rows rejected before language ID
+    assert docs["lang"].null_count() == 0 and rejected["lang"].null_count() == 0
+    assert rejected["lang_score"].null_count() == 0
     for sub in (
         "tokenizer/tokenizer.model",
         "shards/manifest.json",
