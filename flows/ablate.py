@@ -522,9 +522,9 @@ def run_ablation(
         )
 
     tokens_per_step = plan.train.batch_size * plan.train.seq_len
-    base_tokens = plan.tokens or min(
-        b["available"] for a, b in zip(arms, built.values(), strict=True) if a.tokens is None
-    )
+    # Scale 1 = the plan's tokens, else what the scarcest arm can give without repeating data.
+    fixed = [b["available"] for a, b in zip(arms, built.values(), strict=True) if a.tokens is None]
+    base_tokens = plan.tokens or min(fixed or [b["available"] for b in built.values()])
     rows: list[dict[str, Any]] = []
     arm_cards = []
     for arm in arms:

@@ -4,6 +4,7 @@ held out of every arm, budgets match, reruns reuse everything and reproduce the 
 from __future__ import annotations
 
 import json
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -146,3 +147,16 @@ def test_cli_ablate_end_to_end(prefect_server, tmp_path: Path) -> None:
     # evaluation-only text is never trained on
     for arm in summary["arms"]:
         assert "reference" not in arm["data"]["tokens_by_source"]
+    # the report's tables were published as Prefect artifacts of the flow run
+    req = urllib.request.Request(
+        f"{prefect_server['PREFECT_API_URL']}/artifacts/filter",
+        data=json.dumps({"artifacts": {"key": {"any_": ["ablation-tiny-report", "ablation-tiny-bpb"]}}}).encode(),
+        headers={"Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(req, timeout=10) as resp:
+        arts = {a["key"]: a for a in json.loads(resp.read())}
+    assert (
+        arts["ablation-tiny-report"]["type"] == "markdown"
+        and "Against the baseline" in arts["ablation-tiny-report"]["data"]
+    )
+    assert arts["ablation-tiny-bpb"]["type"] == "table"

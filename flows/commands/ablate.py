@@ -109,7 +109,8 @@ def register(app: typer.Typer) -> None:
                 mark = "" if v is None else (" ~" if v["verdict"] == "within seed noise" else " *")
                 row.append("–" if c is None else f"{c['mean']:.4f} ± {c['sd']:.4f}{mark}")
             table.add_row(*row)
-        Console().print(table)
+        # Wide enough for every source column: a piped console defaults to 80 columns and would cut arm names.
+        Console(width=max(100, 24 + 20 * len(an["sources"]))).print(table)
         console.print("* differs from the baseline (p < alpha); ~ within seed noise")
         console.print(f"Report: {out / 'report' / 'index.html'}; results: {out / 'results.parquet'}")
 
