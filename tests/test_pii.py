@@ -4,11 +4,19 @@ from __future__ import annotations
 
 import gzip
 import json
+import re
 
 import polars as pl
 import pytest
 
-from pipeline.pii import PiiConfig, get_analyzer, remove_pii
+from pipeline.pii import (
+    _RUST_WINDOW_PATTERNS,
+    CANDIDATE_PATTERNS,
+    PiiConfig,
+    _ascii_digits,
+    get_analyzer,
+    remove_pii,
+)
 
 
 def _docs(texts: list[str], source: str = "web") -> pl.DataFrame:
@@ -102,6 +110,34 @@ def test_bare_digits_need_phone_context_in_prose() -> None:
     (a, b), _ = _run(["Phone: 4155550132 (after 5pm).", "Invoice 4155550132 was paid."])
     assert a == "Phone: <PHONE> (after 5pm)."
     assert b == "Invoice 4155550132 was paid."
+
+
+def test_digits_of_other_scripts_are_found_in_mixed_batches() -> None:
+    # The candidate pass reads documents whose digits are all ASCII with [0-9] patterns and the others with
+    # Unicode \d (libphonenumber reads full-width digits); the two groups must come back in document order.
+    texts = [
+        "Call ＋４４ ２０ ７９４６ ０９５８ tonight.",
+        "Call “us” on +44 20 7946 0958 tonight.",
+        "No digits here, only “quotes”.",
+        "Call +44 20 7946 0958 or ＋４４ ２０ ７９４６ ０９５８.",
+        "Call +44 20 7946 0958 tonight.",
+    ]
+    out, stats = _run(texts)
+    assert out == [
+        "Call <PHONE> tonight.",
+        "Call “us” on <PHONE> tonight.",
+        texts[2],
+        "Call <PHONE> or <PHONE>.",
+        "Call <PHONE> tonight.",
+    ]
+    assert stats["counts"]["PHONE_NUMBER"] == 5
+
+
+def test_ascii_digit_rewrite_is_safe_for_every_pattern() -> None:
+    # ``_ascii_digits`` rewrites ``\d`` textually: it must never sit inside a character class.
+    for pattern in [*CANDIDATE_PATTERNS.values(), *_RUST_WINDOW_PATTERNS]:
+        assert not re.search(r"\[[^\]]*\\d", pattern), pattern
+        assert "\\d" not in _ascii_digits(pattern)
 
 
 def test_docs_without_candidates_skip_presidio(monkeypatch: pytest.MonkeyPatch) -> None:
