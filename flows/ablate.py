@@ -180,7 +180,9 @@ def eval_set_task(
             other.join(pick.select("id"), on="id", how="semi", maintain_order="left").select("id", "source", "text")
         )
     eval_docs = pl.concat(frames, how="vertical_relaxed").sort(["source", "id"])
-    hv, _ = ngram_hashes(eval_docs["text"], eval_params["ngram"])
+    hv, _ = ngram_hashes(eval_docs["text"], eval_params["ngram"])  # of whole documents: all held out
+    if eval_params.get("max_doc_chars"):
+        eval_docs = eval_docs.with_columns(pl.col("text").str.slice(0, eval_params["max_doc_chars"]))
     staging = unit.staging()
     eval_docs.write_parquet(staging / "eval_docs.parquet", compression="zstd")
     np.save(staging / "ngrams.npy", np.unique(hv))

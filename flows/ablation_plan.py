@@ -51,9 +51,7 @@ def parse_stage_list(items: list[Any], where: str) -> list[dict[str, Any]]:
     if not isinstance(items, list):
         raise ValueError("stages must be a list")
     # A plan as dumped (every parameter filled in) holds {"name": ..., "params": ...}: take it back.
-    items = [
-        {i["name"]: i["params"]} if isinstance(i, dict) and set(i) == {"name", "params"} else i for i in items
-    ]
+    items = [{i["name"]: i["params"]} if isinstance(i, dict) and set(i) == {"name", "params"} else i for i in items]
     for item in items:
         name = item if isinstance(item, str) else next(iter(item), None) if isinstance(item, dict) else None
         if name in STAGES and STAGES[name].kind not in (StageKind.DOCS, StageKind.DEDUP):
@@ -81,8 +79,8 @@ class TrainSettings(BaseModel):
     warmup_fraction: float = Field(0.1, ge=0, lt=1, description="warmup steps as a share of the arm's steps")
     weight_decay: float = Field(0.1, ge=0)
     grad_clip: float = Field(1.0, ge=0)
-    evals: int = Field(6, gt=0, description="validation points on each loss curve")
-    eval_batches: int = Field(8, gt=0, description="max validation batches per source")
+    evals: int = Field(5, gt=0, description="validation points on each loss curve")
+    eval_batches: int = Field(12, gt=0, description="max validation batches per source")
     threads: int | None = Field(1, gt=0, description="torch CPU threads per training run")
     max_epochs: float = Field(64.0, gt=0, description="a source repeated more often is an error")
 
@@ -104,6 +102,10 @@ class EvalSettings(BaseModel):
     fraction: float = Field(0.1, gt=0, lt=1, description="share of each source's document groups held out")
     max_docs_per_source: int = Field(40, gt=0, description="held-out document groups per source, at most")
     min_docs_per_source: int = Field(1, ge=1, description="held out even from a source of few groups (2+)")
+    # Evaluation documents are cut to this many characters (None: whole), so the tokens a model scores
+    # (eval_batches x batch x seq_len per source, from the start of the stream) span many documents
+    # instead of the first chapters of one book. Whole documents are still removed from training.
+    max_doc_chars: int | None = Field(3000, gt=0)
     ngram: int = Field(13, ge=3, description="word n-gram length of the overlap check against training data")
     # A training document whose word n-grams are at least this share evaluation n-grams is removed
     # from every arm: a near copy of evaluation text. A share, not one hit, so a licence header or a

@@ -92,7 +92,13 @@ def _eval_section(summary: dict[str, Any]) -> Section:
         f"(at most {plan_eval['max_docs_per_source']}), chosen by a seeded hash, plus every evaluation-only input. "
         f"These documents, and training documents with at least {plan_eval['max_overlap']:.0%} of their word "
         f"{plan_eval['ngram']}-grams in the evaluation text, are removed from every arm before its curation. "
-        f"Each model scores at most {ev['scored_tokens_per_source_max']:,} tokens per source."
+        + (
+            f"Evaluation documents are cut to their first {plan_eval['max_doc_chars']:,} characters. "
+            if plan_eval.get("max_doc_chars")
+            else ""
+        )
+        + f"Each model scores at most {ev['scored_tokens_per_source_max']:,} tokens per source, from the start of "
+        "the source's evaluation stream."
     )
     rows = [[s, v["docs"], v["bytes"], ev["tokens_by_source"].get(s, 0)] for s, v in sorted(ev["by_source"].items())]
     sec.table(["source", "documents", "bytes", "tokens (shared tokenizer)"], rows)
