@@ -96,11 +96,14 @@ def read_parquet(f: InputFile, cfg: IngestConfig) -> tuple[pl.DataFrame, pl.Data
     except Exception as e:  # noqa: BLE001 - not a parquet file / corrupt footer
         sink.reject(None, f"parquet: unreadable: {type(e).__name__}: {' '.join(str(e).split())[:200]}")
         return sink.frames()
-    if "text" not in pf.schema_arrow.names:
-        sink.reject(None, "parquet: no text column")
-        return sink.frames()
     if pf.metadata.num_rows == 0:
         sink.reject(None, "empty file")
+        return sink.frames()
+    names = pf.schema_arrow.names
+    if not any(c in names for c in (*_TEXT_FIELDS, cfg.jsonl_html_field)):
+        # Every row is an input record: each gets its reject, so the accounting holds row by row.
+        for row in range(pf.metadata.num_rows):
+            sink.reject(row, "parquet: no text column")
         return sink.frames()
     row = 0
     try:
