@@ -647,7 +647,7 @@ def _publish_artifacts(summary: dict[str, Any], markdown: str) -> None:
     key = re.sub(r"[^a-z0-9-]+", "-", f"ablation-{summary['plan']['name']}".lower()).strip("-")
     create_markdown_artifact(markdown=markdown, key=f"{key}-report", description="Ablation report")
     rows = [
-        {k: (round(v, 5) if isinstance(v, float) else v) for k, v in r.items()}
+        {k: (round(v, 5) if isinstance(v, float) else v) for k, v in r.items() if k != "seeds"}
         for r in summary["analysis"]["final"]
         if r["metric"] == "bpb"
     ]
