@@ -147,6 +147,15 @@ def _comparison_section(summary: dict[str, Any]) -> Section:
         if r["metric"] == "bpb"
     ]
     sec.table(["arm", "source", "Δ bpb", "95% interval", "p", "verdict"], rows)
+    bpb = [r for r in an["comparisons"] if r["metric"] == "bpb"]
+    if bpb:
+        better = sum(r["verdict"] == "better" for r in bpb)
+        worse = sum(r["verdict"] == "worse" for r in bpb)
+        sec.text(
+            f"{better} of {len(bpb)} comparisons are better than the baseline beyond seed noise, {worse} worse, "
+            f"{len(bpb) - better - worse} within seed noise (uncorrected for multiple comparisons: at alpha = "
+            f"{an['alpha']}, about {an['alpha'] * len(bpb):.1f} of {len(bpb)} would pass by chance alone)."
+        )
     return sec
 
 
