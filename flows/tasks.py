@@ -338,11 +338,22 @@ def tokenizer_metrics_task(
     if unit.done:
         return _ref(unit, -1, cached=True)
     cfg = _config("shards", params)
-    val = pl.read_parquet(Path(split_ref["dir"]) / "split.parquet").filter(pl.col("split") == "val")
-    docs = pl.concat(
-        [pl.read_parquet(Path(r["dir"]) / "docs.parquet", columns=["id", "source", "text"]) for r in doc_refs]
-    ).join(val, on="id", how="semi", maintain_order="left")
-    docs = docs.filter(pl.col("text").str.len_bytes().cum_sum() - pl.col("text").str.len_bytes() < cfg.metrics_mb * 1e6)
+    val = pl.read_parquet(Path(split_ref["dir"]) / "split.parquet").filter(pl.col("split") == "val").select("id")
+    # Shard by shard, stopping once `metrics_mb` of validation text is in hand: memory holds that, not the corpus.
+    limit, offset, parts = cfg.metrics_mb * 1e6, 0, []
+    for r in doc_refs:
+        if offset >= limit:
+            break
+        part = (
+            pl.scan_parquet(Path(r["dir"]) / "docs.parquet")
+            .select("id", "source", "text")
+            .join(val.lazy(), on="id", how="semi", maintain_order="left")
+            .collect()
+        )
+        n = part["text"].str.len_bytes()
+        parts.append(part.filter(offset + n.cum_sum() - n < limit))
+        offset += int(n.sum())
+    docs = pl.concat(parts) if parts else pl.DataFrame(schema={"id": pl.String, "source": pl.String, "text": pl.String})
     staging = unit.staging()
     unit.commit(staging, {"stats": tokenizer_metrics(docs, Path(tok_ref["dir"]), cfg.threads) if docs.height else {}})
     return _ref(unit, -1, cached=False)

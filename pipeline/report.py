@@ -55,11 +55,30 @@ class Section:
         self.html.append(f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{data}">')
 
 
-def _read_all(folder: Path, columns: list[str] | None = None) -> pl.DataFrame | None:
+def _read_lengths(folder: Path, columns: list[str]) -> pl.DataFrame | None:
+    """``columns`` plus ``chars`` (the text's length) of every row, read one file at a time: the texts
+    themselves never sit in memory together, so the report costs memory per row, not per byte."""
     files = sorted(folder.glob("*.parquet")) if folder.is_dir() else []
     if not files:
         return None
-    return pl.concat([pl.read_parquet(f, columns=columns) for f in files], how="vertical_relaxed")
+    frames = []
+    for f in files:
+        scan = pl.scan_parquet(f)
+        have = scan.collect_schema()
+        cols = [pl.col(c) if c in have else pl.lit(None, pl.String).alias(c) for c in columns]
+        frames.append(scan.select(*cols, pl.col("text").str.len_chars().fill_null(0).alias("chars")).collect())
+    return pl.concat(frames, how="vertical_relaxed")
+
+
+def _texts(folder: Path, ids: list[str]) -> dict[str, str]:
+    """Texts of a few documents by id, scanned file by file."""
+    if not ids or not folder.is_dir():
+        return {}
+    out: dict[str, str] = {}
+    for f in sorted(folder.glob("*.parquet")):
+        rows = pl.scan_parquet(f).select("id", "text").filter(pl.col("id").is_in(ids)).collect()
+        out.update(rows.iter_rows())
+    return out
 
 
 def _stage_section(manifest: dict[str, Any]) -> Section:
@@ -90,13 +109,13 @@ def _source_section(
     sec = Section("Documents, characters and tokens per source after each stage")
     frames = []
     if docs is not None:
-        frames.append(docs.select("source", pl.lit(None, pl.String).alias("stage"), pl.col("text").str.len_chars()))
+        frames.append(docs.select("source", pl.lit(None, pl.String).alias("stage"), "chars"))
     if rejected is not None:
-        frames.append(rejected.select("source", "stage", pl.col("text").str.len_chars().fill_null(0)))
+        frames.append(rejected.select("source", "stage", "chars"))
     if not frames:
         sec.text("No documents.")
         return sec
-    rows_df = pl.concat(frames, how="vertical_relaxed").rename({"text": "chars"})
+    rows_df = pl.concat(frames, how="vertical_relaxed")
     shards = (manifest.get("outputs") or {}).get("shards")
     final_chars = dict(
         rows_df.filter(pl.col("stage").is_null()).group_by("source").agg(pl.col("chars").sum()).iter_rows()
@@ -142,7 +161,7 @@ def _reasons_section(rejected: pl.DataFrame | None, cfg: ReportConfig) -> Sectio
 
 
 def _dedup_section(
-    manifest: dict[str, Any], rejected: pl.DataFrame | None, docs: pl.DataFrame | None, cfg: ReportConfig
+    manifest: dict[str, Any], rejected: pl.DataFrame | None, run_dir: Path, cfg: ReportConfig
 ) -> Section | None:
     stage = next((s for s in manifest["stages"] if s["name"] == "dedup"), None)
     if stage is None:
@@ -157,17 +176,16 @@ def _dedup_section(
     for title, headers, rows in dedup_report_rows(stats):
         sec.text(title)
         sec.table(headers, rows)
-    if rejected is not None and docs is not None:
+    if rejected is not None and (run_dir / "documents").is_dir():
         dups = rejected.filter(pl.col("stage") == "dedup").sort("id").head(cfg.duplicate_examples)
-        kept_text = dict(
-            docs.filter(pl.col("id").is_in(dups["duplicate_of"].to_list())).select("id", "text").iter_rows()
-        )
+        kept_text = _texts(run_dir / "documents", dups["duplicate_of"].drop_nulls().to_list())
+        removed_text = _texts(run_dir / "rejected", dups["id"].to_list())
         rows = [
             [
                 r["id"],
                 r["reason"],
                 r["duplicate_of"],
-                _snip(r["text"], cfg),
+                _snip(removed_text.get(r["id"]), cfg),
                 _snip(kept_text.get(r["duplicate_of"]), cfg),
             ]
             for r in dups.iter_rows(named=True)
@@ -301,14 +319,14 @@ def write_report(run_dir: Path, manifest: dict[str, Any], cfg: ReportConfig) -> 
     """Write ``report/report.md``, ``report/index.html`` (images embedded) and ``report/loss_curve.png``."""
     report_dir = run_dir / "report"
     report_dir.mkdir(parents=True, exist_ok=True)
-    rejected = _read_all(run_dir / "rejected")
-    docs = _read_all(run_dir / "documents", columns=["id", "source", "text"])
+    rejected = _read_lengths(run_dir / "rejected", ["id", "source", "stage", "reason", "duplicate_of"])
+    docs = _read_lengths(run_dir / "documents", ["id", "source"])
     doc_stages = [s["name"] for s in manifest["stages"] if s["name"] not in ("tokenizer", "shards", "train", "report")]
     sections = [
         _stage_section(manifest),
         _source_section(manifest, rejected, docs, doc_stages),
         _reasons_section(rejected, cfg),
-        _dedup_section(manifest, rejected, docs, cfg),
+        _dedup_section(manifest, rejected, run_dir, cfg),
         _pii_section(manifest),
         _tokens_section(manifest),
         _tokenizer_section(manifest),

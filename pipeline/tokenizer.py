@@ -82,16 +82,26 @@ def source_budgets(bytes_by_source: dict[str, int], cfg: TokenizerConfig) -> dic
 
 def sample_texts(doc_paths: list[Path], cfg: TokenizerConfig) -> pl.DataFrame:
     """A seeded sample of documents: per source in hash-of-(seed, id) order up to its byte budget."""
-    docs = pl.concat([pl.read_parquet(p, columns=["id", "source", "text"]) for p in doc_paths], how="vertical")
-    docs = docs.with_columns(
-        stable_rank_key(docs["id"], cfg.seed).alias("_order"),
-        pl.col("text").str.len_bytes().alias("_bytes"),
-    ).sort(["_order", "id"])
-    have = {s: int(b) for s, b in docs.group_by("source").agg(pl.col("_bytes").sum()).iter_rows()}
+    # Two passes, so memory holds the sample, not the corpus: sizes first (one file at a time), then the
+    # texts of the chosen documents only.
+    sizes = pl.concat(
+        [
+            pl.scan_parquet(p).select("id", "source", pl.col("text").str.len_bytes().alias("_bytes")).collect()
+            for p in doc_paths
+        ],
+        how="vertical",
+    )
+    sizes = sizes.with_columns(stable_rank_key(sizes["id"], cfg.seed).alias("_order")).sort(["_order", "id"])
+    have = {s: int(b) for s, b in sizes.group_by("source").agg(pl.col("_bytes").sum()).iter_rows()}
     budgets = pl.DataFrame({"source": list(have), "_budget": [source_budgets(have, cfg)[s] for s in have]})
-    docs = docs.join(budgets, on="source", how="left", maintain_order="left")
+    sizes = sizes.join(budgets, on="source", how="left", maintain_order="left")
     before = pl.col("_bytes").cum_sum().over("source") - pl.col("_bytes")
-    return docs.filter(before < pl.col("_budget")).drop("_order", "_bytes", "_budget")
+    chosen = sizes.filter(before < pl.col("_budget")).select("id", "source")
+    texts = pl.concat(
+        [pl.scan_parquet(p).select("id", "text").join(chosen.lazy(), on="id", how="semi").collect() for p in doc_paths],
+        how="vertical",
+    )
+    return chosen.join(texts, on="id", how="left", maintain_order="left")
 
 
 def train_tokenizer(doc_paths: list[Path], out_dir: Path, cfg: TokenizerConfig) -> dict:
