@@ -192,6 +192,11 @@ def _scaling_section(summary: dict[str, Any], report_dir: Path) -> Section | Non
         for f in fits
     ]
     sec.table(["group", "source", "metric", "a", "b", "c", "R²", "monotone", "mean at each budget"], rows)
+    if any(f["c"] == 0.0 for f in fits):
+        sec.text(
+            "c = 0 means the best fit puts the irreducible loss at its bound: over these budgets the loss does not "
+            "yet bend towards a floor (typical of small, undertrained models), so only the exponent b is measured."
+        )
     png = report_dir / "scaling.png"
     _plot_scaling(fits, png)
     sec.image(png, "power-law fit of loss against training tokens")
