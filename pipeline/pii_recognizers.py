@@ -105,7 +105,9 @@ SECRET_PATTERNS: dict[str, SecretPattern] = {
         ),
         SecretPattern(
             "JWT",
-            r"(?<![A-Za-z0-9_\-])(?P<v>eyJ[A-Za-z0-9_\-]{8,}\.eyJ[A-Za-z0-9_\-]{8,}\.[A-Za-z0-9_\-]{16,})",
+            # the look-behind after "eyJ", not before: the same matches, and Python's ``re`` then skips
+            # ahead to each "eyJ" (it scans a literal prefix fast, and JWT windows come from this regex)
+            r"(?P<v>eyJ(?<![A-Za-z0-9_\-]eyJ)[A-Za-z0-9_\-]{8,}\.eyJ[A-Za-z0-9_\-]{8,}\.[A-Za-z0-9_\-]{16,})",
             r"eyJ[A-Za-z0-9_\-]{8,}\.eyJ",
             validate=lambda m: _valid_jwt(m.group("v")),
         ),
