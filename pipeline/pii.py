@@ -581,6 +581,26 @@ def _window(text: str, start: int, end: int, pad: int, snap: int) -> tuple[int, 
     return s, e
 
 
+# Characters that end the run an e-mail address can sit in: whitespace, ASCII controls and the ASCII
+# punctuation that presidio's e-mail pattern never matches (any other character counts as part of the run).
+_NOT_IN_ADDRESS = re.compile(r"[\s\x00-\x1f\x7f\"(),:;<>\[\\\]]")
+
+
+def _address_run(text: str, start: int, end: int, s: int, e: int) -> tuple[int, int]:
+    r"""The window [s, e) of the e-mail candidate [start, end) cut to the run of characters around it that
+    an address can hold, plus the character either side (presidio's ``\b`` reads it).
+
+    Presidio's e-mail matches hold only such characters and one "@", and every match holds a candidate
+    ("@", a label, a dot, a word character), so each is found inside its own candidate's run and
+    nothing outside the runs is lost; the pattern, which tries every position, then reads a few dozen
+    characters instead of the whole padded window. Where the window ends inside the run, it stays."""
+    i = start
+    while i > s and not _NOT_IN_ADDRESS.match(text, i - 1):
+        i -= 1
+    stop = _NOT_IN_ADDRESS.search(text, end, e)
+    return max(s, i - 1), stop.end() if stop else e
+
+
 def _claimed(text: str, start: int, end: int, found: list[RecognizerResult]) -> bool:
     """True when the phone candidate [start, end) lies inside one of ``found`` (a document's resolved
     findings of the other types) and every digit of its window does too. Any phone match in that window
@@ -607,7 +627,8 @@ def _windows(
     for m_start, m_end in matches:
         if not _worth_a_look(entity, text, m_start, m_end, source, threshold):
             continue
-        spans.append(_window(text, m_start, m_end, pad, snap))
+        window = _window(text, m_start, m_end, pad, snap)
+        spans.append(_address_run(text, m_start, m_end, *window) if entity == "EMAIL_ADDRESS" else window)
     spans.sort()
     merged: list[tuple[int, int]] = []
     for s, e in spans:

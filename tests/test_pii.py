@@ -15,6 +15,7 @@ from pipeline.pii import (
     PiiConfig,
     _ascii_digits,
     get_analyzer,
+    pii_findings,
     remove_pii,
 )
 
@@ -222,3 +223,22 @@ def test_candidate_pass_finds_what_naive_presidio_finds(shared_data) -> None:  #
     res = remove_pii(_docs(texts, "book"), cfg)
     naive_hits = sum(len(analyzer.analyze(t, language="en", entities=cfg.entities)) for t in texts)
     assert sum(res.stats["counts"].values()) == naive_hits > 0
+
+
+EMAIL_EDGES = [
+    "Mail <jane.doe@example.com>, (bob@example.org); 'x.y@example.net' or [a+b@example.io].",
+    "Two in a run: first@one.example.com,second@two.example.com and a@b@c.example.com here.",
+    "mailto:someone@example.com?subject=hi and user:pw@host.example.com/path",
+    "A long local part " + "a" * 200 + "@example.com ends here, " + "b" * 70 + ".c@example.com too.",
+    "Unicode: jürgen.müller@example.de, 山田@example.jp, josé@example.es.",
+    "Adjacent\u00a0nbsp@example.com\u00a0and tab\tt@example.com\tand line\nl@example.com\n",
+]
+
+
+@pytest.mark.parametrize("text", EMAIL_EDGES)
+def test_email_windows_find_what_presidio_finds_in_the_whole_text(text: str) -> None:
+    # E-mail windows are cut to the run of characters an address can hold (``_address_run``).
+    cfg = PiiConfig(entities=["EMAIL_ADDRESS"])
+    naive = sorted((r.start, r.end) for r in get_analyzer(cfg).analyze(text, language="en", entities=cfg.entities))
+    found = [(f["start"], f["end"]) for f in pii_findings(text, cfg)]
+    assert found == naive and naive
