@@ -3,7 +3,10 @@
 Each size runs in its own process, the way the flow runs it: documents are generated shard by shard
 (``--shard-docs``), each shard's signatures are written to Parquet, the global step scans those
 files (one LSH band at a time) and the filter step is applied shard by shard. 5% of documents are
-near copies (a few words changed) of another one, so clusters exist at every size.
+near copies (a few words changed) of another one, so clusters exist at every size. Peak RSS is
+printed for the whole run and for each phase (Linux: the high-water mark is reset between phases
+through /proc/self/clear_refs), so the clustering step's own peak is visible under the signature
+step's; "RSS at start" is the process before any work (interpreter, polars, numpy, datasketch).
 
     python benchmarks/dedup_scale.py [--sizes 10000,100000,1000000] [--words 80]
 """
@@ -58,9 +61,34 @@ def generate(n_docs: int, words: int, shard_docs: int, seed: int, folder: Path) 
         _shard(i, min(shard_docs, n_docs - i * shard_docs), words, seed).write_parquet(folder / f"docs-{i:04d}.parquet")
 
 
-def run_size(folder: Path) -> dict:
-    cfg = DedupConfig()
+def _status_mb(field: str) -> float | None:
+    """A /proc/self/status figure (VmHWM, VmRSS) in MB, None off Linux."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return None
+
+
+def _phase_peak() -> float:
+    """Peak RSS (MB) since the last call, then reset the high-water mark for the next phase."""
+    peak = _status_mb("VmHWM")
+    if peak is None:  # no /proc: the process-lifetime peak
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+    except OSError:
+        pass
+    return peak
+
+
+def run_size(folder: Path, memory_mb: int | None) -> dict:
+    cfg = DedupConfig() if memory_mb is None else DedupConfig(memory_mb=memory_mb)
     docs = sorted(folder.glob("docs-*.parquet"))
+    start_rss = _status_mb("VmRSS") or 0.0
+    _phase_peak()
     t0 = time.perf_counter()
     text_bytes = n_docs = 0
     paths = []
@@ -73,10 +101,13 @@ def run_size(folder: Path) -> dict:
         paths.append(p)
         del df
     t1 = time.perf_counter()
-    removed = find_duplicates(pl.concat([pl.scan_parquet(p) for p in paths]), cfg)
+    peak_sig = _phase_peak()
+    removed = find_duplicates(paths, cfg)
     t2 = time.perf_counter()
+    peak_clusters = _phase_peak()
     kept = sum(apply_duplicates(pl.read_parquet(d), removed).kept.height for d in docs)
     t3 = time.perf_counter()
+    peak_filter = _phase_peak()
     return {
         "docs": n_docs,
         "text_mb": round(text_bytes / 1e6, 1),
@@ -88,7 +119,11 @@ def run_size(folder: Path) -> dict:
         "removed": removed.height,
         "kept": kept,
         "signature_files_mb": round(sum(p.stat().st_size for p in paths) / 1e6, 1),
-        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        "start_rss_mb": round(start_rss, 1),
+        "peak_rss_signatures_mb": round(peak_sig, 1),
+        "peak_rss_clusters_mb": round(peak_clusters, 1),
+        "peak_rss_filter_mb": round(peak_filter, 1),
+        "peak_rss_mb": round(max(peak_sig, peak_clusters, peak_filter), 1),
     }
 
 
@@ -98,6 +133,7 @@ def main() -> None:
     ap.add_argument("--words", type=int, default=80)
     ap.add_argument("--shard-docs", type=int, default=50_000)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--memory-mb", type=int, default=None, help="DedupConfig.memory_mb (default: its default)")
     ap.add_argument("--gen", type=int, default=None, help=argparse.SUPPRESS)  # child: generate
     ap.add_argument("--one", default=None, help=argparse.SUPPRESS)  # child: dedup one folder
     args = ap.parse_args()
@@ -105,21 +141,27 @@ def main() -> None:
         if args.gen is not None:
             generate(args.gen, args.words, args.shard_docs, args.seed, Path(args.one))
         else:
-            print(json.dumps(run_size(Path(args.one))))
+            print(json.dumps(run_size(Path(args.one), args.memory_mb)))
         return
     print(
-        "docs | text MB | signatures s | clusters s | filter s | total s | MB/s | removed | sig files MB | peak RSS MB"
+        "docs | text MB | signatures s | clusters s | filter s | total s | MB/s | removed | sig files MB | "
+        "RSS at start MB | peak RSS MB: signatures / clusters / filter / whole run"
     )
     for n in [int(x) for x in args.sizes.split(",")]:
         with tempfile.TemporaryDirectory(prefix="refinery-dedup-scale-") as tmp:
             gen = [sys.executable, __file__, "--one", tmp, "--gen", str(n), "--words", str(args.words)]
             subprocess.run([*gen, "--shard-docs", str(args.shard_docs), "--seed", str(args.seed)], check=True)
-            run = subprocess.run([sys.executable, __file__, "--one", tmp], capture_output=True, text=True, check=True)
+            one = [sys.executable, __file__, "--one", tmp]
+            if args.memory_mb is not None:
+                one += ["--memory-mb", str(args.memory_mb)]
+            run = subprocess.run(one, capture_output=True, text=True, check=True)
         out = run.stdout.strip().splitlines()[-1]
         r = json.loads(out)
         print(
             f"{r['docs']} | {r['text_mb']} | {r['signatures_s']} | {r['clusters_s']} | {r['filter_s']} | "
-            f"{r['total_s']} | {r['mb_per_s']} | {r['removed']} | {r['signature_files_mb']} | {r['peak_rss_mb']}",
+            f"{r['total_s']} | {r['mb_per_s']} | {r['removed']} | {r['signature_files_mb']} | {r['start_rss_mb']} | "
+            f"{r['peak_rss_signatures_mb']} / {r['peak_rss_clusters_mb']} / {r['peak_rss_filter_mb']} / "
+            f"{r['peak_rss_mb']}",
             flush=True,
         )
 

@@ -424,3 +424,96 @@ def test_url_duplicates_for_web_only() -> None:
     ).with_columns(pl.Series("url", ["https://a.example/x", "https://a.example/x", "u", "u"]))
     assert _removed(df) == {"w1": ("w2", "url_duplicate")}  # w2 is longer; books never match by URL
     assert _removed(df, DedupConfig(url=False)) == {}
+
+
+def _chain(seed0: int) -> tuple[list[str], list[str], list[str]]:
+    """Texts A~B~C (one LSH band shared by A and B, another by B and C) where A and C share no band."""
+    for seed in range(seed0, seed0 + 50):
+        a = _text(300, seed=seed)
+        b = _change(a, [30, 60], "b")
+        c = _change(b, [230, 260, 290], "c")
+        sigs = signatures(_docs([("A", " ".join(a)), ("B", " ".join(b)), ("C", " ".join(c))]))
+        if _share_band(sigs, "A", "B") and _share_band(sigs, "B", "C") and not _share_band(sigs, "A", "C"):
+            return a, b, c
+    pytest.fail("no chain with A !~ C found")
+
+
+def _shared_bands(sigs: pl.DataFrame, a: str, b: str) -> list[int]:
+    ba = sigs.filter(pl.col("id") == a)["bands"][0].to_list()
+    bb = sigs.filter(pl.col("id") == b)["bands"][0].to_list()
+    return [x for x, y in zip(ba, bb, strict=True) if x == y]
+
+
+def test_partitioned_spool_matches_single_pass(tmp_path) -> None:
+    a, b, c = _chain(1000)
+    w, u = _text(300, seed=91), _text(300, seed=92)
+    rows = [
+        ("A", " ".join(a)),
+        ("B", " ".join(b)),
+        ("C", " ".join(c)),
+        ("w", " ".join(w)),
+        ("w_exact", " ".join(w).upper()),  # exact copy of w
+        ("w_near", " ".join(_change(w, [5], "n"))),
+        ("u1", " ".join(u)),
+        ("u2", " ".join(_text(200, seed=93))),  # same URL as u1
+        ("solo", " ".join(_text(300, seed=94))),
+        ("short", "too short"),
+        ("short_copy", "TOO   short"),
+    ]
+    df = _docs(rows).with_columns(
+        pl.when(pl.col("id").is_in(["u1", "u2"])).then(pl.lit("https://x.example/u")).alias("url"),
+        pl.Series("quality_score", [0.1, 0.9, 0.5, None, 0.2, 0.3, None, None, None, None, None]),
+    )
+    sigs = signatures(df)
+    ab, bc = _shared_bands(sigs, "A", "B"), _shared_bands(sigs, "B", "C")
+    # a partition count that puts the A~B and B~C band keys in different partitions
+    parts = next(p for p in range(2, 16) if {h % p for h in ab}.isdisjoint({h % p for h in bc}))
+    single = find_duplicates(sigs, DedupConfig())
+    assert dict(single.select("id", "duplicate_of").iter_rows()) == {
+        "A": "B",  # transitive: A reaches B's cluster only through the chain, keeper by quality
+        "C": "B",
+        "w": "w_near",
+        "w_exact": "w_near",
+        "u2": "u1",
+        "short": "short_copy",  # the longer text (extra spaces) wins
+    }
+    assert single.filter(pl.col("id") == "u2")["reason"].item() == "url_duplicate"
+    assert single.filter(pl.col("id") == "short")["reason"].item() == "exact_duplicate"
+    for p in (parts, 7):
+        cfg = DedupConfig(partitions=p)
+        assert find_duplicates(sigs, cfg, workdir=tmp_path).equals(single)
+        for i in range(3):  # signature files, read one at a time
+            sigs[i::3].write_parquet(tmp_path / f"s{i}.parquet")
+        files = [tmp_path / f"s{i}.parquet" for i in range(3)]
+        assert find_duplicates(files, cfg, workdir=tmp_path).equals(single)
+    verify = DedupConfig(verify=True)
+    sigs_v = signatures(df, verify)
+    checked = find_duplicates(sigs_v, verify)
+    assert checked.equals(find_duplicates(sigs_v, verify.model_copy(update={"partitions": parts}), workdir=tmp_path))
+    assert list(tmp_path.glob("refinery-dedup-*")) == []  # spool folders removed
+
+
+def test_partitioned_spool_with_earlier_run_index(tmp_path) -> None:
+    from pipeline.dedup import load_index, write_index
+
+    a, b, c = _chain(1100)
+    run1 = _docs([("r1_a", " ".join(a)), ("r1_other", " ".join(_text(300, seed=95)))])
+    sigs1 = signatures(run1)
+    write_index(sigs1, find_duplicates(sigs1), tmp_path / "idx", DedupConfig())
+    run2 = _docs([("r2_b", " ".join(b)), ("r2_c", " ".join(c)), ("r2_new", " ".join(_text(300, seed=96)))])
+    prior = load_index([tmp_path / "idx"], DedupConfig())
+    single = find_duplicates(signatures(run2), DedupConfig(), prior=prior)
+    assert dict(single.select("id", "duplicate_of").iter_rows()) == {"r2_b": "r1_a", "r2_c": "r1_a"}
+    assert single["against_earlier_run"].all() and single["cluster_size"].to_list() == [3, 3]
+    for p in (2, 3, 5):
+        got = find_duplicates(signatures(run2), DedupConfig(partitions=p), prior=prior, workdir=tmp_path)
+        assert got.equals(single)
+
+
+def test_memory_budget_plan() -> None:
+    from pipeline.dedup import _plan
+
+    assert _plan(10_000, 11, DedupConfig()) == (1, False)  # small runs: one pass, in memory
+    parts, on_disk = _plan(10_000_000, 11, DedupConfig(memory_mb=64))
+    assert on_disk and parts > 1 and 10_000_000 * 40 / parts <= 64 << 20
+    assert _plan(10, 11, DedupConfig(partitions=3)) == (3, True)
