@@ -1,14 +1,18 @@
 """Dedup scaling: time and peak RSS for 10k, 100k and 1M synthetic documents.
 
 Each size runs in its own process, the way the flow runs it: documents are generated shard by shard
-(``--shard-docs``), each shard's signatures are written to Parquet, the global step scans those
-files (one LSH band at a time) and the filter step is applied shard by shard. 5% of documents are
-near copies (a few words changed) of another one, so clusters exist at every size. Peak RSS is
-printed for the whole run and for each phase (Linux: the high-water mark is reset between phases
-through /proc/self/clear_refs), so the clustering step's own peak is visible under the signature
-step's; "RSS at start" is the process before any work (interpreter, polars, numpy, datasketch).
+(``--shard-docs``, the same shard size at every size, so per-shard memory is equal and differences
+come from the number of documents), each shard's signatures are written to Parquet, the global step
+reads those files one at a time (``--lazy``: one LazyFrame scanning them all, as flows/tasks.py
+passes it) and the filter step is applied shard by shard. 5% of documents are near copies (a few
+words changed) of another one, so clusters exist at every size.
 
-    python benchmarks/dedup_scale.py [--sizes 10000,100000,1000000] [--words 80]
+Peak RSS is printed for the whole run and for each phase (Linux: the high-water mark is reset
+between phases through /proc/self/clear_refs); RSS that a phase's allocator keeps after it counts
+in the next phase's peak. "RSS at start" is the process before any work (interpreter, polars,
+numpy, datasketch). The last lines give the whole-run peak's growth per document between sizes.
+
+    python benchmarks/dedup_scale.py [--sizes 10000,100000,1000000] [--words 80] [--memory-mb 64]
 """
 
 from __future__ import annotations
@@ -84,7 +88,7 @@ def _phase_peak() -> float:
     return peak
 
 
-def run_size(folder: Path, memory_mb: int | None) -> dict:
+def run_size(folder: Path, memory_mb: int | None, lazy: bool) -> dict:
     cfg = DedupConfig() if memory_mb is None else DedupConfig(memory_mb=memory_mb)
     docs = sorted(folder.glob("docs-*.parquet"))
     start_rss = _status_mb("VmRSS") or 0.0
@@ -102,7 +106,7 @@ def run_size(folder: Path, memory_mb: int | None) -> dict:
         del df
     t1 = time.perf_counter()
     peak_sig = _phase_peak()
-    removed = find_duplicates(paths, cfg)
+    removed = find_duplicates(pl.concat([pl.scan_parquet(p) for p in paths]) if lazy else paths, cfg)
     t2 = time.perf_counter()
     peak_clusters = _phase_peak()
     kept = sum(apply_duplicates(pl.read_parquet(d), removed).kept.height for d in docs)
@@ -131,9 +135,10 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--sizes", default="10000,100000,1000000")
     ap.add_argument("--words", type=int, default=80)
-    ap.add_argument("--shard-docs", type=int, default=50_000)
+    ap.add_argument("--shard-docs", type=int, default=10_000)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--memory-mb", type=int, default=None, help="DedupConfig.memory_mb (default: its default)")
+    ap.add_argument("--lazy", action="store_true", help="pass one LazyFrame over the signature files")
     ap.add_argument("--gen", type=int, default=None, help=argparse.SUPPRESS)  # child: generate
     ap.add_argument("--one", default=None, help=argparse.SUPPRESS)  # child: dedup one folder
     args = ap.parse_args()
@@ -141,12 +146,13 @@ def main() -> None:
         if args.gen is not None:
             generate(args.gen, args.words, args.shard_docs, args.seed, Path(args.one))
         else:
-            print(json.dumps(run_size(Path(args.one), args.memory_mb)))
+            print(json.dumps(run_size(Path(args.one), args.memory_mb, args.lazy)))
         return
     print(
         "docs | text MB | signatures s | clusters s | filter s | total s | MB/s | removed | sig files MB | "
         "RSS at start MB | peak RSS MB: signatures / clusters / filter / whole run"
     )
+    peaks: dict[int, float] = {}
     for n in [int(x) for x in args.sizes.split(",")]:
         with tempfile.TemporaryDirectory(prefix="refinery-dedup-scale-") as tmp:
             gen = [sys.executable, __file__, "--one", tmp, "--gen", str(n), "--words", str(args.words)]
@@ -154,6 +160,8 @@ def main() -> None:
             one = [sys.executable, __file__, "--one", tmp]
             if args.memory_mb is not None:
                 one += ["--memory-mb", str(args.memory_mb)]
+            if args.lazy:
+                one.append("--lazy")
             run = subprocess.run(one, capture_output=True, text=True, check=True)
         out = run.stdout.strip().splitlines()[-1]
         r = json.loads(out)
@@ -163,6 +171,16 @@ def main() -> None:
             f"{r['peak_rss_signatures_mb']} / {r['peak_rss_clusters_mb']} / {r['peak_rss_filter_mb']} / "
             f"{r['peak_rss_mb']}",
             flush=True,
+        )
+        peaks[r["docs"]] = r["peak_rss_mb"]
+    sizes = sorted(peaks)
+    pairs = list(zip(sizes, sizes[1:], strict=False))
+    if len(sizes) > 2:
+        pairs.append((sizes[0], sizes[-1]))
+    for lo, hi in pairs:
+        grow = peaks[hi] - peaks[lo]
+        print(
+            f"peak RSS growth {lo} -> {hi} documents: {grow:.1f} MB, {grow * 2**20 / (hi - lo):.0f} bytes per document"
         )
 
 

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import tempfile
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -220,15 +221,21 @@ def _minhash(shingle_hashes: np.ndarray, counts: np.ndarray, num_perm: int, seed
     nb = len(block_starts)
     if threads > 1 and nb >= 2 * threads:
         step = math.ceil(nb / threads)
-        with ThreadPoolExecutor(threads) as ex:
-            parts = [
-                p for chunk in ex.map(run, [range(i, min(i + step, nb)) for i in range(0, nb, step)]) for p in chunk
-            ]
+        ex = _pool(threads, os.getpid())
+        parts = [p for chunk in ex.map(run, [range(i, min(i + step, nb)) for i in range(0, nb, step)]) for p in chunk]
     else:
         parts = run(range(nb))
     pieces = np.concatenate(parts) if parts else np.empty((0, num_perm), dtype=np.uint32)
     first_piece = np.searchsorted(piece_doc, np.arange(len(counts)))
     return np.minimum.reduceat(pieces, first_piece, axis=0) if len(pieces) else pieces
+
+
+@lru_cache(maxsize=4)
+def _pool(threads: int, pid: int) -> ThreadPoolExecutor:
+    """A long-lived pool per thread count (and process: a forked child needs its own threads). A new
+    pool per chunk starts new threads, and each leaves its malloc arena's fragments behind, so RSS
+    crept up shard after shard."""
+    return ThreadPoolExecutor(threads, thread_name_prefix=f"dedup-minhash-{pid}")
 
 
 def _band_hashes(sig: np.ndarray, bands: int, rows: int) -> np.ndarray:
