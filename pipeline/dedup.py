@@ -482,8 +482,9 @@ _GROUP_BYTES = 40  # working bytes per key while a bucket is grouped: the key, i
 _BATCH_ROWS = 1 << 16  # documents per batch of the spool pass
 
 
-def _ranked(keys: pl.DataFrame, cfg: DedupConfig) -> np.ndarray:
-    """rank of every row of ``keys`` (0 = the most preferred keeper): earlier runs first, then keep_order."""
+def _keeper_order(cfg: DedupConfig) -> tuple[list[pl.Expr], list[bool]]:
+    """Sort keys (and descending flags) that put the preferred keeper first: earlier runs, then
+    ``keep_order``; ids are unique, so the order is total."""
     prio = {s: i for i, s in enumerate(cfg.source_priority)}
     exprs = {
         "quality": (pl.col("quality"), True),
@@ -491,12 +492,7 @@ def _ranked(keys: pl.DataFrame, cfg: DedupConfig) -> np.ndarray:
         "source": (pl.col("source").replace_strict(prio, default=len(prio), return_dtype=pl.Int64), False),
         "id": (pl.col("id"), False),
     }
-    by = [pl.col("prior")] + [exprs[k][0] for k in cfg.keep_order]
-    desc = [True] + [exprs[k][1] for k in cfg.keep_order]
-    order = keys.with_row_index("__r").sort(by, descending=desc, nulls_last=True, maintain_order=True)["__r"]
-    rank = np.empty(len(keys), dtype=np.int64)
-    rank[order.to_numpy()] = np.arange(len(keys))
-    return rank
+    return [pl.col("prior")] + [exprs[k][0] for k in cfg.keep_order], [True] + [exprs[k][1] for k in cfg.keep_order]
 
 
 def _components(n: int, u: np.ndarray, v: np.ndarray) -> np.ndarray:
@@ -784,44 +780,40 @@ def find_duplicates(
     if len(u) == 0:
         return pl.DataFrame(schema=REMOVED_SCHEMA)
     nodes, labels = _clustered(u, v)
-    c = _fetch(parts, nodes, ["gi", *_KEY_COLS, "prior"]).with_columns(pl.col("gi").cast(pl.UInt32))
-    c = c.join(pl.DataFrame({"gi": nodes, "label": labels}), on="gi", how="inner")
-    return _removed_rows(c.with_columns(pl.Series("rank", _ranked(c, cfg))))
+    c = _fetch(parts, nodes, ["gi", *_KEY_COLS, "prior"])
+    if not np.array_equal(c["gi"].to_numpy(), nodes):  # scans keep row order; never trust it blindly
+        c = c.sort("gi")
+        assert np.array_equal(c["gi"].to_numpy(), nodes), "dedup: clustered rows missing from the inputs"
+    return _removed_rows(c.with_columns(pl.Series("label", labels)), cfg)
 
 
-def _removed_rows(c: pl.DataFrame) -> pl.DataFrame:
-    """Removed documents of the clustered nodes ``c`` (their keys, ``label`` and keeper ``rank``)."""
-    c = c.with_columns(pl.len().over("label").cast(pl.Int64).alias("cluster_size"))
-    keeper = (
-        c.sort("rank")
-        .group_by("label", maintain_order=True)
-        .first()
-        .select(
-            "label",
-            pl.col("gi").alias("keeper_gi"),
-            pl.col("id").alias("duplicate_of"),
-            pl.col("exact_hash").alias("keeper_hash"),
-            pl.col("url_key").alias("keeper_url"),
-            pl.col("prior").alias("against_earlier_run"),
-        )
-    )
+def _removed_rows(c: pl.DataFrame, cfg: DedupConfig) -> pl.DataFrame:
+    """Removed documents among the clustered rows ``c`` (their keys and component ``label``): one sort
+    puts every cluster's keeper first, window expressions give each row its keeper's fields."""
+    by, desc = _keeper_order(cfg)
+    c = c.sort([pl.col("label"), *by], descending=[False, *desc], nulls_last=True)
+
+    def keeper(col: str) -> pl.Expr:
+        return pl.col(col).first().over("label")
+
     removed = (
-        c.join(keeper, on="label", how="left")
-        .filter((pl.col("gi") != pl.col("keeper_gi")) & ~pl.col("prior"))
-        .select(
+        c.select(
             "id",
             "source",
-            "duplicate_of",
-            pl.when(pl.col("exact_hash") == pl.col("keeper_hash"))
+            keeper("id").alias("duplicate_of"),
+            pl.when(pl.col("exact_hash") == keeper("exact_hash"))
             .then(pl.lit("exact_duplicate"))
-            .when(pl.col("url_key") == pl.col("keeper_url"))
+            .when(pl.col("url_key") == keeper("url_key"))
             .then(pl.lit("url_duplicate"))
             .otherwise(pl.lit("near_duplicate"))
             .alias("reason"),
-            pl.col("duplicate_of").alias("cluster_id"),
-            "cluster_size",
-            "against_earlier_run",
+            keeper("id").alias("cluster_id"),
+            pl.len().over("label").cast(pl.Int64).alias("cluster_size"),
+            keeper("prior").alias("against_earlier_run"),
+            ((pl.col("gi") != keeper("gi")) & ~pl.col("prior")).alias("__removed"),
         )
+        .filter("__removed")
+        .drop("__removed")
         .sort("cluster_id", "id")
     )
     return removed.cast(REMOVED_SCHEMA)  # type: ignore[arg-type]
