@@ -63,13 +63,18 @@ def _open_text(path: Path):
 
 
 def base_files(shared: Path) -> list[Path]:
+    """Readable files of the shared data, interleaved across its folders (books, code, web, ...), so a
+    corpus cut at any size holds every kind of input rather than the first folders only."""
     files = [p for p in sorted(shared.rglob("*")) if p.is_file() and not p.name.startswith(".")]
-    keep = []
+    by_folder: dict[str, list[Path]] = {}
     for p in files:
         name = p.name.lower()
         if name.endswith((".jsonl.gz", ".jsonl", ".txt.gz", ".txt")) or ".warc" in name or name.endswith(".arc.gz"):
             if ".wat" not in name and p.name != "manifest.jsonl":
-                keep.append(p)
+                by_folder.setdefault(p.relative_to(shared).parts[0], []).append(p)
+    keep = []
+    for i in range(max((len(v) for v in by_folder.values()), default=0)):
+        keep += [v[i] for _, v in sorted(by_folder.items()) if i < len(v)]
     return keep
 
 
