@@ -175,9 +175,10 @@ def dedup_signatures(index: int, params: dict[str, Any], in_ref: dict[str, Any],
 
 @task(name="dedup-clusters", **HEAVY_OPTS)
 def dedup_clusters(params: dict[str, Any], sig_refs: list[dict[str, Any]], cache_dir: str) -> dict:
-    """Global step: clusters over every shard's signatures, scanned from Parquet (the band table is
-    read one band at a time, never concatenated in memory), against earlier runs' indexes if asked;
-    writes ``removed.parquet`` and this run's index (``index/``) for later runs."""
+    """Global step: clusters over every shard's signatures, read file by file from Parquet (grouping keys
+    are spooled to hash buckets under the staging folder when they exceed ``memory_mb``, never one table
+    in memory), against earlier runs' indexes if asked; writes ``removed.parquet`` and this run's index
+    (``index/``) for later runs."""
     from pipeline.dedup import INDEX_FILE, cluster_summary, find_duplicates, load_index, write_index
 
     cfg = _config("dedup", params)
@@ -200,7 +201,7 @@ def dedup_clusters(params: dict[str, Any], sig_refs: list[dict[str, Any]], cache
         removed = pl.DataFrame(schema=REMOVED_SCHEMA)
         totals: dict[str, int] = {}
     else:
-        removed = find_duplicates(sigs, cfg, prior=prior)
+        removed = find_duplicates(paths, cfg, prior=prior, workdir=staging)
         totals = dict(sigs.group_by("source").len().sort("source").collect().iter_rows())
         write_index(sigs, removed, staging / "index", cfg, prior=prior)
     removed.write_parquet(staging / "removed.parquet")
