@@ -31,7 +31,7 @@ import pipeline
 from flows import tasks
 from flows.ablation_plan import AblationPlan, Arm, PlanError, load_plan, parse_plan
 from flows.cache import WorkUnit, clean_staging, code_version, make_key
-from flows.curate import group_files
+from flows.curate import group_files, merge_stats
 from flows.stages import STAGES, StageKind
 from pipeline.atomic import atomic_write_bytes
 from pipeline.ingest import discover
@@ -95,25 +95,9 @@ def _summary(name: str, refs: list[dict[str, Any]], stats: dict[str, Any] | None
         "docs_rejected": sum(r.get("rejected", 0) for r in refs),
         "shards": len(refs),
         "cached_shards": sum(bool(r.get("cached")) for r in refs),
-        "stats": stats or _merge_stats(refs),
+        "stats": stats or merge_stats(refs),
         "rejected_files": [str(Path(r["dir"]) / "rejected.parquet") for r in refs if r.get("rejected")],
     }
-
-
-def _merge_stats(refs: list[dict[str, Any]]) -> dict[str, Any]:
-    def merge(a: dict, b: dict) -> dict:
-        out = dict(a)
-        for k, v in b.items():
-            if isinstance(v, dict):
-                out[k] = merge(out.get(k, {}), v)
-            elif isinstance(v, int | float) and not isinstance(v, bool):
-                out[k] = out.get(k, 0) + v
-        return out
-
-    merged: dict[str, Any] = {}
-    for r in refs:
-        merged = merge(merged, r.get("stats") or {})
-    return merged
 
 
 def run_doc_stages(
@@ -259,7 +243,7 @@ def arm_data_task(
     shutil.copyfile(Path(eval_tok_ref["dir"]) / "val-000.parquet", staging / "val-000.parquet")
     shutil.copyfile(Path(tok_ref["dir"]) / "tokenizer.model", staging / "tokenizer.model")
     tok = tok_ref["stats"]
-    train_tokens = _merge_stats([{"stats": r["stats"]["train"]} for r in shard_refs])
+    train_tokens = merge_stats([{"stats": r["stats"]["train"]} for r in shard_refs])
     docs = _read_docs(doc_refs, ["source"])
     docs_by_source = dict(docs.group_by("source").len().sort("source").iter_rows()) if docs.height else {}
     manifest = {

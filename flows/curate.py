@@ -86,7 +86,7 @@ def _stage_summary(
     return summary
 
 
-def _merge_stats(refs: list[dict[str, Any]]) -> dict[str, Any]:
+def merge_stats(refs: list[dict[str, Any]]) -> dict[str, Any]:
     """Sum per-shard numeric stats (nested dicts of counts) into one."""
 
     def merge(a: dict, b: dict) -> dict:
@@ -183,7 +183,7 @@ def curate(recipe: dict[str, Any], inputs: list[list[Any]], out: str, cache_dir:
                 tasks.doc_stage.map(name, list(range(len(refs))), unmapped(params), refs, unmapped(cache_s)), name
             )
             summaries.append(
-                _stage_summary(name, refs, time.perf_counter() - start, _merge_stats(refs), artifacts=artifacts)
+                _stage_summary(name, refs, time.perf_counter() - start, merge_stats(refs), artifacts=artifacts)
             )
             if name == "langid":  # rows rejected so far never met the language stage: label them too
                 rejected_parts = {
@@ -320,7 +320,7 @@ def _publish_shards(folder: Path, shard_refs: list[dict[str, Any]], tok_ref: dic
     _publish_parts(folder, names)
     splits: dict[str, Any] = {}
     for split in ("train", "val"):
-        totals = _merge_stats([{"stats": r["stats"][split]} for r in shard_refs])
+        totals = merge_stats([{"stats": r["stats"][split]} for r in shard_refs])
         splits[split] = {
             "docs": totals.get("docs", 0),
             "tokens": totals.get("tokens", 0),

@@ -10,8 +10,8 @@ from typing import Any
 
 import polars as pl
 
-from pipeline.atomic import atomic_write, atomic_write_bytes
-from pipeline.report import _CSS, Section
+from pipeline.atomic import atomic_write
+from pipeline.report import Section, write_pages
 
 
 def _sub(sec: Section, title: str) -> None:
@@ -439,13 +439,5 @@ def write_ablation_report(out_dir: Path, summary: dict[str, Any], results: pl.Da
         f"{len(summary['arms'])} arms x {len(summary['plan']['seeds'])} seeds; results table: results.parquet (one "
         f"row per arm x seed x source x step). Run time {summary['seconds']:.0f} s."
     )
-    md = [f"# {title}", "", intro, ""] + [line for s in sections for line in s.md]
-    atomic_write_bytes(report_dir / "report.md", "\n".join(md).encode())
-    body = "".join("".join(s.html) for s in sections)
-    page = (
-        f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
-        f"<style>{_CSS}</style></head><body><h1>{html.escape(title)}</h1><p>{html.escape(intro)}</p>"
-        f"{body}</body></html>"
-    )
-    atomic_write_bytes(report_dir / "index.html", page.encode())
+    write_pages(report_dir, title, intro, sections)
     return report_dir

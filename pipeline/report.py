@@ -336,6 +336,12 @@ def write_report(run_dir: Path, manifest: dict[str, Any], cfg: ReportConfig) -> 
     recipe = manifest["recipe"]
     title = f"Refinery run report: recipe `{recipe['name']}`"
     intro = f"Code version {manifest['code_version']}; {manifest['outputs']['documents']:,} documents kept."
+    write_pages(report_dir, title, intro, sections)
+    return report_dir
+
+
+def write_pages(report_dir: Path, title: str, intro: str, sections: list[Section]) -> None:
+    """``report.md`` and a self-contained ``index.html`` from the same sections."""
     md = [f"# {title}", "", intro, ""] + [line for s in sections for line in s.md]
     atomic_write_bytes(report_dir / "report.md", "\n".join(md).encode())
     body = "".join("".join(s.html) for s in sections)
@@ -345,4 +351,3 @@ def write_report(run_dir: Path, manifest: dict[str, Any], cfg: ReportConfig) -> 
         f"{body}</body></html>"
     )
     atomic_write_bytes(report_dir / "index.html", page.encode())
-    return report_dir
