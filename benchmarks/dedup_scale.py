@@ -3,8 +3,8 @@
 Each size runs in its own process, the way the flow runs it: documents are generated shard by shard
 (``--shard-docs``, the same shard size at every size, so per-shard memory is equal and differences
 come from the number of documents), each shard's signatures are written to Parquet, the global step
-reads those files one at a time (``--lazy``: one LazyFrame scanning them all, as flows/tasks.py
-passes it) and the filter step is applied shard by shard. 5% of documents are near copies (a few
+reads those files one at a time, as flows/tasks.py does (``--lazy``: one LazyFrame scanning them
+all) and the filter step is applied shard by shard. 5% of documents are near copies (a few
 words changed) of another one, so clusters exist at every size.
 
 Peak RSS is printed for the whole run and for each phase (Linux: the high-water mark is reset
