@@ -14,6 +14,22 @@ from typing import Any
 from prefect.task_runners import ThreadPoolTaskRunner
 
 
+def _resolve_polars_numpy() -> None:
+    """polars imports numpy through a lazy proxy whose first use is not thread-safe: a task thread that
+    touches it while another is resolving it gets "TypeError: 'module' object does not support item
+    assignment" (seen once in a flow run here). Resolving it once, here, before any task thread starts,
+    takes the race away."""
+    try:
+        from polars._dependencies import numpy as proxy
+
+        _ = proxy.ndarray
+    except Exception:  # noqa: BLE001 - a polars without the proxy has nothing to resolve
+        pass
+
+
+_resolve_polars_numpy()
+
+
 def task_runner(workers: int | None = None, dask_address: str | None = None, threads: int | None = None) -> Any:
     """The runner for ``curate``: an existing Dask scheduler (``tcp://host:8786``), a local Dask
     cluster of ``workers`` processes, or (neither given) a thread pool of ``threads`` workers."""
