@@ -155,6 +155,7 @@ class StageMeter:
 
     def __init__(self) -> None:
         self.peak_mb: dict[str, float] = {}
+        self.start_mb: dict[str, float] = {}
         self.current: str | None = None
         self.can_reset = self._reset()
         self._sampled = 0
@@ -179,6 +180,7 @@ class StageMeter:
         if self.can_reset:
             self._reset()
         self._sampled = _status_kb("VmRSS")
+        self.start_mb[stage] = round(self._sampled / 1024, 1)
 
     def advance(self, stage: str, n: int = 1) -> None: ...
 
@@ -234,13 +236,19 @@ def main() -> None:
         without = {w for w in args.without.split(",") if w}
         manifest = run_recipe(corpus_dir, args.work / f"run-{mb}mb", args.recipe, meter, without)
         rows = []
-        print(f"{'stage':<10} {'docs in':>10} {'docs out':>10} {'seconds':>9} {'MB/s':>7} {'peak MB':>8}")
+        # "start MB": resident memory when the stage began; "peak MB" minus it is what the stage itself added.
+        print(
+            f"{'stage':<10} {'docs in':>10} {'docs out':>10} {'seconds':>9} {'MB/s':>7} {'start MB':>8} {'peak MB':>8}"
+        )
         for s in manifest["stages"]:
             mbps = info["mb"] / s["seconds"] if s["seconds"] else float("inf")
             peak = meter.peak_mb.get(s["name"], float("nan"))
-            rows.append({**{k: s[k] for k in ("name", "docs_in", "docs_out", "seconds")}, "peak_mb": peak})
+            start_mb = meter.start_mb.get(s["name"], float("nan"))
+            rows.append(
+                {**{k: s[k] for k in ("name", "docs_in", "docs_out", "seconds")}, "start_mb": start_mb, "peak_mb": peak}
+            )
             print(f"{s['name']:<10} {s['docs_in']:>10,} {s['docs_out']:>10,} {s['seconds']:>9.1f} "
-                  f"{mbps:>7.2f} {peak:>8.0f}")  # fmt: skip
+                  f"{mbps:>7.2f} {start_mb:>8.0f} {peak:>8.0f}")  # fmt: skip
         print(f"{'total':<10} {'':>10} {'':>10} {manifest['wall_seconds']:>9.1f}   highest stage peak "
               f"{max(meter.peak_mb.values()):.0f} MB", flush=True)  # fmt: skip
         results.append({"corpus": info, "stages": rows, "wall_seconds": manifest["wall_seconds"]})
