@@ -6,7 +6,8 @@ C4 line removal and page rules (Raffel et al. 2020, section 2.2), FineWeb's rule
 RefinedWeb line-wise corrections (Penedo et al. 2023, appendix G.2), book rules (ours), and code rules
 following the StarCoder / The Stack preprocessing. C4 and RefinedWeb rewrite the text of kept rows;
 FineWeb judges the rewritten text (as in datatrove, where it runs after C4). ``definitions="datatrove"``
-switches the Gopher definitions to datatrove 0.10's reading, for like-for-like benchmarks. Every statistic is
+switches the Gopher and FineWeb definitions to datatrove 0.10's reading, for like-for-like benchmarks (words:
+``pipeline.dt_words``, a regex mirror of the spaCy tokenizer datatrove uses). Every statistic is
 computed with polars expressions over the whole batch (list ops, explode + group_by on a row index),
 never with a per-document Python loop: that is where the throughput comes from.
 
@@ -40,6 +41,7 @@ import polars as pl
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from pipeline.blocklist import BlocklistConfig, blocklist_reason
+from pipeline.dt_words import dt_word_count, dt_words
 from pipeline.schema import StageResult, to_rejected
 
 STAGE = "filter"
@@ -93,12 +95,13 @@ _BOOL_STATS = {"c4_lorem_ipsum", "c4_curly_bracket"}
 
 # Characters that open a bullet-point line (Gopher does not list them; these cover the usual ones).
 _DEFAULT_BULLETS = "•‣◦▪▫●○■□∙·-*–"
-# datatrove-style word tokens (its spaCy tokenizer, approximated): whitespace chunks with leading and
-# trailing ASCII / common typographic punctuation split off one mark at a time ("..." stays whole);
-# inner punctuation stays ("3.5", "don't", "a,b" in unspaced scripts).
-_DT_P = r"""!"#$%&'()*+,\-./:;<=>?@\[\\\]^_`{|}~«»“”‘’…–—"""
-_DT_TOKEN = rf"\.\.\.|[{_DT_P}]|[^\s{_DT_P}](?:\S*[^\s{_DT_P}])?"
 _NON_SYMBOL = r"[^\p{P}\p{S}]"  # a word counts as a word if it has one char that is not punct/symbol
+# datatrove's reading: a char outside its PUNCTUATION_SET (datatrove.utils.text: ASCII and CJK marks,
+# control chars, and its TERMINAL_PUNCTUATION, which is Unicode's Sentence_Terminal plus three Khmer signs)
+_DT_NON_SYMBOL = (
+    r"[^!/—”:％１〈&(、━\\【#%「」，】；+^\]~“《„';’{|∶´\[=\-`*．（–？！：$～«〉,><》)?）。…@_.\"}►»"
+    r"\x00-\x08\x0b\x0c\r\x0e-\x1f\x7f-\x9f\p{Sentence_Terminal}៖៙៚]"
+)
 
 
 class FilterConfig(BaseModel):
@@ -115,9 +118,11 @@ class FilterConfig(BaseModel):
     # Rule names (see ``RULE_NAMES``) to switch off without touching their thresholds.
     disabled_rules: list[str] = Field(default_factory=list)
     # "paper": our reading of the papers (see the module docstring). "datatrove": datatrove 0.10's
-    # reading, for like-for-like comparison: words are tokens with punctuation split off (as its spaCy
-    # tokenizer does), stop words are distinct and case-sensitive, blank lines count as lines,
-    # repetition fractions are over len(text), a duplicated n-gram's first occurrence is not counted.
+    # reading, for like-for-like comparison: words are its spaCy tokens (``pipeline.dt_words``), a word
+    # is a token with a char outside its PUNCTUATION_SET, stop words are distinct and case-sensitive,
+    # blank lines count as lines, repetition fractions are over len(text), duplicated n-grams follow its
+    # greedy scan (``find_all_duplicate``); FineWeb: a line ends in a sentence terminator (no closing
+    # quote after it), bounds are strict (ratio < / > threshold), the list ratio is over spaCy tokens.
     definitions: Literal["paper", "datatrove"] = "paper"
     # Rule families to run (see ``FAMILIES``); a family's statistics are only computed when it is on.
     families: list[Family] = Field(default_factory=lambda: ["gopher_quality", "gopher_repetition", "code"])
@@ -272,6 +277,8 @@ RULE_NAMES = [
 def _rules(cfg: FilterConfig) -> list[_Rule]:
     """The enabled rules, in evaluation order."""
     gr, cd, fw = "gopher_repetition", "code", "fineweb"
+    # FineWeb's paper bounds are inclusive; datatrove's FineWebQualityFilter drops on ratio < / > threshold
+    lo, hi = ("<", ">") if cfg.definitions == "datatrove" else ("<=", ">=")
     r = [
         _Rule("gopher_min_words", "gopher_word_count", "<", cfg.min_words),
         _Rule("gopher_max_words", "gopher_word_count", ">", cfg.max_words, skip_source="book"),
@@ -305,12 +312,12 @@ def _rules(cfg: FilterConfig) -> list[_Rule]:
             cfg.refinedweb_max_removed_words_frac,
             family="refinedweb",
         ),
-        _Rule("fineweb_line_punct", "fineweb_line_punct_frac", "<=", cfg.fineweb_min_line_punct_frac, family=fw),
-        _Rule("fineweb_short_lines", "fineweb_short_line_frac", ">=", cfg.fineweb_max_short_line_frac, family=fw),
+        _Rule("fineweb_line_punct", "fineweb_line_punct_frac", lo, cfg.fineweb_min_line_punct_frac, family=fw),
+        _Rule("fineweb_short_lines", "fineweb_short_line_frac", hi, cfg.fineweb_max_short_line_frac, family=fw),
         _Rule(
             "fineweb_dup_line_chars",
             "fineweb_dup_line_char_frac",
-            ">=",
+            hi,
             cfg.fineweb_max_dup_line_char_frac,
             family=fw,
         ),
@@ -365,7 +372,7 @@ def _prose_doc_stats(df: pl.DataFrame, cfg: FilterConfig) -> pl.DataFrame:
     t = pl.col("__text")
     if cfg.definitions == "datatrove":
         lines_exprs = [
-            t.str.extract_all(_DT_TOKEN).alias("__words"),
+            pl.col("__dtw").alias("__words"),  # dt_words, computed once in _compute
             t.str.replace_all(r"\r\n?", "\n").str.strip_suffix("\n").str.split("\n")
             .list.eval(pl.element().str.strip_chars()).alias("__lines"),
             t.str.replace_all(r"\n+", "\n").str.split("\n").alias("__rlines"),
@@ -388,14 +395,16 @@ def _prose_doc_stats(df: pl.DataFrame, cfg: FilterConfig) -> pl.DataFrame:
     rep_lines = "__rlines" if cfg.definitions == "datatrove" else "__lines"
     # Python's str.isalpha (datatrove) is the letter categories; the paper reading takes any alphabetic char
     alpha_re = r"\p{L}" if cfg.definitions == "datatrove" else r"\p{Alphabetic}"
+    non_symbol = _DT_NON_SYMBOL if cfg.definitions == "datatrove" else _NON_SYMBOL
     return (
         df.select(
             _RI,
             text.alias("__text"),
+            *(["__dtw"] if cfg.definitions == "datatrove" else []),
         )
         .with_columns(lines_exprs)
         .with_columns(
-            words.list.filter(pl.element().str.contains(_NON_SYMBOL)).alias("__nsw"),
+            words.list.filter(pl.element().str.contains(non_symbol)).alias("__nsw"),
             words.list.len().alias("__nwords"),
         )
         .select(
@@ -447,7 +456,7 @@ def _ngram_stats(df: pl.DataFrame, top_ns: list[int], dup_ns: list[int], dt: boo
     if max_n == 0:
         return out
     w = (
-        df.select(_RI, pl.col("text").fill_null("").str.extract_all(_DT_TOKEN if dt else r"\S+").alias("w"))
+        df.select(_RI, (pl.col("__dtw") if dt else pl.col("text").fill_null("").str.extract_all(r"\S+")).alias("w"))
         .explode("w")
         .filter(pl.col("w").is_not_null())
         .with_row_index("__g")
@@ -488,18 +497,12 @@ def _ngram_stats(df: pl.DataFrame, top_ns: list[int], dup_ns: list[int], dt: boo
         v_idx = np.flatnonzero(valid)
         cnt, first_of = _group_counts(hn[v_idx])
         if n in dup_ns:
-            # repeated n-gram starts: every occurrence of a repeated one (paper), or all but the first (datatrove)
-            rep = first_of != np.arange(len(v_idx)) if dt else cnt > 1
-            starts = v_idx[rep]
+            rep = cnt > 1  # n-grams occurring twice or more in their document
             if dt:
-                chars = _greedy_picks(starts, n, cs, wl)
-                cols[f"__dup{n}"] = np.bincount(pos[chars[0]], weights=chars[1], minlength=len(docs))
+                pk, chars = _greedy_picks(v_idx[rep], hn[v_idx][rep], n, cs, wl)
+                cols[f"__dup{n}"] = np.bincount(pos[pk], weights=chars, minlength=len(docs))
             else:
-                # word g is covered if a repeated n-gram of its document starts in (g - n, g]
-                g = np.arange(size)
-                last = np.searchsorted(starts, g, side="right") - 1
-                st = starts[np.maximum(last, 0)] if len(starts) else np.zeros(size, dtype=np.int64)
-                covered = (last >= 0) & (g - st < n) & (ri[st] == ri) if len(starts) else np.zeros(size, bool)
+                covered = _covered_words(v_idx[rep], n, ri)
                 cols[f"__dup{n}"] = np.bincount(pos[covered], weights=wl[covered], minlength=len(docs))
         if n in top_ns:
             ch = cs[v_idx + n - 1] - cs[v_idx] + wl[v_idx] + (n - 1 if dt else 0)
@@ -542,19 +545,41 @@ def _group_counts(h: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return cnt, first
 
 
-def _greedy_picks(starts: np.ndarray, n: int, cs: np.ndarray, wl: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """datatrove's scan: walk the words; at an n-gram seen before, count its chars and jump n words.
+def _covered_words(starts: np.ndarray, n: int, ri: np.ndarray) -> np.ndarray:
+    """Mask of the words covered by an n-gram starting at one of ``starts`` (ascending) in the same
+    document: word g is covered if such an n-gram starts in (g - n, g]."""
+    size = len(ri)
+    if not len(starts):
+        return np.zeros(size, dtype=bool)
+    g = np.arange(size)
+    last = np.searchsorted(starts, g, side="right") - 1
+    st = starts[np.maximum(last, 0)]
+    return (last >= 0) & (g - st < n) & (ri[st] == ri)
 
-    Only the (few) repeated-n-gram starts are visited in Python; a jump never crosses a document,
-    since an n-gram starting at p ends inside its document. (datatrove also leaves jumped-over n-grams
-    out of its "seen" set; we do not, a second-order difference.) Returns (pick positions, their chars).
+
+def _greedy_picks(
+    cand: np.ndarray, hashes: np.ndarray, n: int, cs: np.ndarray, wl: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """datatrove's scan (``find_all_duplicate``): walk the words; an n-gram already in the "seen" set
+    counts its chars and jumps n words, any other is added to the set. Jumped-over n-grams are
+    never added, so a later copy of one of them is not a repeat.
+
+    Only n-grams that occur more than once in their document (``cand``, ascending positions, with
+    their ``hashes``) can ever be found in the set, so only those are visited in Python; a jump never
+    crosses a document, since an n-gram starting at p ends inside its document. Returns (pick
+    positions, their chars).
     """
     picks = []
+    seen: set[int] = set()
     nxt = -1
-    for p in starts.tolist():
-        if p >= nxt:
+    for p, h in zip(cand.tolist(), hashes.tolist(), strict=True):
+        if p < nxt:
+            continue
+        if h in seen:
             picks.append(p)
             nxt = p + n
+        else:
+            seen.add(h)
     pk = np.asarray(picks, dtype=np.int64)
     chars = cs[pk + n - 1] - cs[pk] + wl[pk] if len(pk) else np.zeros(0, dtype=np.int64)
     return pk, chars
@@ -638,11 +663,14 @@ def _refinedweb_lines(df: pl.DataFrame, cfg: FilterConfig) -> pl.DataFrame:
 
 # FineWeb's "terminal punctuation": any Unicode sentence terminator, plus closing quotes after one.
 _FW_TERMINAL = r"[\p{Sentence_Terminal}]['\"”’)\]]*$"
+# datatrove: the line's last char is in TERMINAL_PUNCTUATION (Sentence_Terminal plus three Khmer signs)
+_FW_TERMINAL_DT = r"[\p{Sentence_Terminal}៖៙៚]$"
 
 
 def _fineweb_stats(df: pl.DataFrame, cfg: FilterConfig) -> pl.DataFrame:
     """FineWeb custom rules over non-blank ``\\n`` lines of ``__text`` (lines are not stripped)."""
     text = pl.col("__text")
+    dt = cfg.definitions == "datatrove"
     lines = text.str.split("\n").list.filter(pl.element().str.strip_chars() != "")
     n = lines.list.len()
     lens = lines.list.eval(pl.element().str.len_chars())
@@ -650,7 +678,7 @@ def _fineweb_stats(df: pl.DataFrame, cfg: FilterConfig) -> pl.DataFrame:
     return df.select(
         _RI,
         pl.when(n > 0)
-        .then(lines.list.eval(pl.element().str.contains(_FW_TERMINAL)).list.sum() / n)
+        .then(lines.list.eval(pl.element().str.contains(_FW_TERMINAL_DT if dt else _FW_TERMINAL)).list.sum() / n)
         .otherwise(0.0)
         .alias("fineweb_line_punct_frac"),
         _safe_div(lens.list.sum() - ulens.list.sum(), text.str.replace_all("\n", "", literal=True).str.len_chars())
@@ -658,7 +686,10 @@ def _fineweb_stats(df: pl.DataFrame, cfg: FilterConfig) -> pl.DataFrame:
         _safe_div(
             lines.list.eval(pl.element().str.len_chars() <= cfg.fineweb_short_line_len).list.sum(), n
         ).alias("fineweb_short_line_frac"),
-        _safe_div(text.str.count_matches("\n", literal=True), text.str.count_matches(r"\w+|[^\w\s]")).alias(
+        _safe_div(
+            text.str.count_matches("\n", literal=True),
+            dt_word_count(text) if dt else text.str.count_matches(r"\w+|[^\w\s]"),
+        ).alias(
             "fineweb_newline_ratio"
         ),
     )
@@ -708,6 +739,8 @@ def _compute(df: pl.DataFrame, cfg: FilterConfig) -> pl.DataFrame:
     if cfg.prose_langs is not None and "lang" in df.columns:
         prose_mask = prose_mask & (pl.col("lang").is_null() | pl.col("lang").is_in(cfg.prose_langs))
     prose = df.filter(prose_mask)
+    if cfg.definitions == "datatrove":  # tokenised once, read by the Gopher quality and repetition stats
+        prose = prose.with_columns(dt_words(pl.col("text").fill_null("")).alias("__dtw"))
 
     # Skip the expensive n-gram passes whose rules are all off.
     active = {r.stat for r in _rules(cfg)}
