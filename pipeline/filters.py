@@ -492,12 +492,17 @@ def _ngram_stats(df: pl.DataFrame, top_ns: list[int], dup_ns: list[int], dt: boo
     docs = out[_RI].to_numpy()
     pos = np.searchsorted(docs, ri)  # document of each word, as an index into ``out``
     cols: dict[str, np.ndarray] = {"__total": np.bincount(pos, weights=wl, minlength=len(docs))}
+    # An n-gram can only repeat where its (n-1)-word prefix repeats: each n only groups the positions
+    # whose previous n-gram occurred twice or more, a set that shrinks fast with n.
+    maybe_rep = np.ones(size, dtype=bool)
     for n in sorted(set(top_ns) | set(dup_ns)):
         hn, valid = hs[n]
-        v_idx = np.flatnonzero(valid)
+        v_idx = np.flatnonzero(valid & maybe_rep)
         cnt, first_of = _group_counts(hn[v_idx])
+        rep = cnt > 1  # n-grams occurring twice or more in their document
+        maybe_rep = np.zeros(size, dtype=bool)
+        maybe_rep[v_idx[rep]] = True
         if n in dup_ns:
-            rep = cnt > 1  # n-grams occurring twice or more in their document
             if dt:
                 pk, chars = _greedy_picks(v_idx[rep], hn[v_idx][rep], n, cs, wl)
                 cols[f"__dup{n}"] = np.bincount(pos[pk], weights=chars, minlength=len(docs))
@@ -505,17 +510,17 @@ def _ngram_stats(df: pl.DataFrame, top_ns: list[int], dup_ns: list[int], dt: boo
                 covered = _covered_words(v_idx[rep], n, ri)
                 cols[f"__dup{n}"] = np.bincount(pos[covered], weights=wl[covered], minlength=len(docs))
         if n in top_ns:
-            ch = cs[v_idx + n - 1] - cs[v_idx] + wl[v_idx] + (n - 1 if dt else 0)
-            keep = cnt > (0 if dt else 1)
+            gram_chars = cs[v_idx + n - 1] - cs[v_idx] + wl[v_idx] + (n - 1 if dt else 0)
             # ties: the longest (paper reading) or the first seen (Counter.most_common, datatrove)
-            tie = (np.int64(1 << 40) - 1 - v_idx[first_of]) if dt else ch
+            tie = (np.int64(1 << 40) - 1 - v_idx[first_of]) if dt else gram_chars
             key = (cnt.astype(np.int64) << 40) | tie.astype(np.int64)
             best = (
-                pl.DataFrame({"d": pos[v_idx][keep], "key": key[keep], "val": (cnt * ch)[keep]})
+                pl.DataFrame({"d": pos[v_idx][rep], "key": key[rep], "val": (cnt * gram_chars)[rep]})
                 .group_by("d")
                 .agg(pl.col("val").get(pl.col("key").arg_max()))
             )
-            top = np.zeros(len(docs))
+            # datatrove also scores a document whose n-grams are all distinct: its first n-gram, once
+            top = _first_ngram_chars(np.flatnonzero(valid), n, pos, cs, wl, len(docs)) if dt else np.zeros(len(docs))
             top[best["d"].to_numpy()] = best["val"].to_numpy()
             cols[f"__top{n}"] = top
     out = out.with_columns([pl.Series(k, v, dtype=pl.Float64) for k, v in cols.items()])
@@ -543,6 +548,17 @@ def _group_counts(h: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     cnt[order] = sizes[group]
     first[order] = firsts[group]
     return cnt, first
+
+
+def _first_ngram_chars(
+    v_idx: np.ndarray, n: int, pos: np.ndarray, cs: np.ndarray, wl: np.ndarray, ndocs: int
+) -> np.ndarray:
+    """Per document, the characters of its first n-gram joined by spaces (0 if it has none)."""
+    out = np.zeros(ndocs)
+    if len(v_idx):
+        first = v_idx[np.flatnonzero(np.diff(pos[v_idx], prepend=-1))]
+        out[pos[first]] = cs[first + n - 1] - cs[first] + wl[first] + n - 1
+    return out
 
 
 def _covered_words(starts: np.ndarray, n: int, ri: np.ndarray) -> np.ndarray:
