@@ -468,43 +468,35 @@ def _ngram_stats(df: pl.DataFrame, top_ns: list[int], dup_ns: list[int], dt: boo
         )
         .with_columns(pl.col("wl").cum_sum().alias("__cs"))
     )
-    # Polynomial rolling hash in numpy (wrapping uint64): h_n(i) = h_{n-1}(i) * P + wh(i+n-1), salted
-    # with the row index so that equal values mean "same n-gram in the same document"; null where the
-    # n-gram would run past its document.
     wh = w["wh"].to_numpy().astype(np.uint64)
     ri = w[_RI].to_numpy().astype(np.int64)
     size = len(wh)
     salt = ri.astype(np.uint64) * np.uint64(0x9E3779B97F4A7C15)
-    h = wh.copy()
-    hs: dict[int, tuple[np.ndarray, np.ndarray]] = {}
-    with np.errstate(over="ignore"):
-        for n in range(2, max_n + 1):
-            k = n - 1
-            nxt = np.zeros(size, dtype=np.uint64)
-            valid = np.zeros(size, dtype=bool)
-            if size > k:
-                nxt[: size - k] = wh[k:]
-                valid[: size - k] = ri[k:] == ri[: size - k]
-            h = h * np.uint64(1099511628211) + nxt
-            hs[n] = (h ^ salt, valid)
     cs = w["__cs"].to_numpy()
     wl = w["wl"].to_numpy()
     docs = out[_RI].to_numpy()
     pos = np.searchsorted(docs, ri)  # document of each word, as an index into ``out``
     cols: dict[str, np.ndarray] = {"__total": np.bincount(pos, weights=wl, minlength=len(docs))}
-    # An n-gram can only repeat where its (n-1)-word prefix repeats: each n only groups the positions
-    # whose previous n-gram occurred twice or more, a set that shrinks fast with n.
-    maybe_rep = np.ones(size, dtype=bool)
-    for n in sorted(set(top_ns) | set(dup_ns)):
-        hn, valid = hs[n]
-        v_idx = np.flatnonzero(valid & maybe_rep)
-        cnt, first_of = _group_counts(hn[v_idx])
+    # Polynomial rolling hash in numpy (wrapping uint64): h_n(i) = h_{n-1}(i) * P + wh(i+n-1), salted
+    # with the row index so that equal values mean "same n-gram in the same document". An n-gram can
+    # only repeat where its (n-1)-word prefix repeats, so each n only hashes and groups the positions
+    # whose shorter n-gram occurred twice or more (``cand``), a set that shrinks fast with n.
+    cand, hc = np.arange(size), wh
+    for n in range(2, max_n + 1):
+        end = cand + n - 1
+        inside = end < size
+        inside[inside] = ri[end[inside]] == ri[cand[inside]]  # the n-gram ends in its document
+        with np.errstate(over="ignore"):
+            cand, hc = cand[inside], hc[inside] * np.uint64(1099511628211) + wh[end[inside]]
+        if n not in top_ns and n not in dup_ns:
+            continue
+        v_idx, hn = cand, hc ^ salt[cand]
+        cnt, first_of = _group_counts(hn)
         rep = cnt > 1  # n-grams occurring twice or more in their document
-        maybe_rep = np.zeros(size, dtype=bool)
-        maybe_rep[v_idx[rep]] = True
+        cand, hc = cand[rep], hc[rep]
         if n in dup_ns:
             if dt:
-                pk, chars = _greedy_picks(v_idx[rep], hn[v_idx][rep], n, cs, wl)
+                pk, chars = _greedy_picks(v_idx[rep], hn[rep], n, cs, wl)
                 cols[f"__dup{n}"] = np.bincount(pos[pk], weights=chars, minlength=len(docs))
             else:
                 covered = _covered_words(v_idx[rep], n, ri)
@@ -520,7 +512,7 @@ def _ngram_stats(df: pl.DataFrame, top_ns: list[int], dup_ns: list[int], dt: boo
                 .agg(pl.col("val").get(pl.col("key").arg_max()))
             )
             # datatrove also scores a document whose n-grams are all distinct: its first n-gram, once
-            top = _first_ngram_chars(np.flatnonzero(valid), n, pos, cs, wl, len(docs)) if dt else np.zeros(len(docs))
+            top = _first_ngram_chars(n, pos, cs, wl, len(docs)) if dt else np.zeros(len(docs))
             top[best["d"].to_numpy()] = best["val"].to_numpy()
             cols[f"__top{n}"] = top
     out = out.with_columns([pl.Series(k, v, dtype=pl.Float64) for k, v in cols.items()])
@@ -550,14 +542,12 @@ def _group_counts(h: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return cnt, first
 
 
-def _first_ngram_chars(
-    v_idx: np.ndarray, n: int, pos: np.ndarray, cs: np.ndarray, wl: np.ndarray, ndocs: int
-) -> np.ndarray:
-    """Per document, the characters of its first n-gram joined by spaces (0 if it has none)."""
+def _first_ngram_chars(n: int, pos: np.ndarray, cs: np.ndarray, wl: np.ndarray, ndocs: int) -> np.ndarray:
+    """Per document, the characters of its first n-gram joined by spaces (0 if it has fewer words)."""
     out = np.zeros(ndocs)
-    if len(v_idx):
-        first = v_idx[np.flatnonzero(np.diff(pos[v_idx], prepend=-1))]
-        out[pos[first]] = cs[first + n - 1] - cs[first] + wl[first] + n - 1
+    first = np.flatnonzero(np.diff(pos, prepend=-1))  # each document's first word
+    first = first[np.bincount(pos, minlength=ndocs)[pos[first]] >= n]
+    out[pos[first]] = cs[first + n - 1] - cs[first] + wl[first] + n - 1
     return out
 
 
