@@ -136,8 +136,8 @@ def _read_docs(refs: list[dict[str, Any]], columns: list[str]) -> pl.DataFrame:
 def eval_set_task(
     eval_params: dict[str, Any], base_refs: list[dict], extra: list[list[Any]], cache_dir: str
 ) -> dict[str, Any]:
-    """Choose the held-out documents: groups of each training source, plus every document of the
-    evaluation-only inputs (``extra``: [name, refs] pairs, relabelled to ``name``)."""
+    """Choose the held-out documents: groups of each training source, plus up to ``max_docs_per_source``
+    documents of each evaluation-only input (``extra``: [name, refs] pairs, relabelled to ``name``)."""
     from pipeline.ablation_data import ngram_hashes, select_eval
 
     key = make_key(
@@ -292,6 +292,11 @@ def _mixture(arm: Arm, tokens_by_source: dict[str, int], min_tokens: int) -> tup
                 f"after curation (sources with data: {', '.join(s for s in tokens_by_source if s not in small)})"
             )
         return weights, small
+    if arm.exclude and arm.exclude not in tokens_by_source:
+        raise PlanError(
+            f"arm {arm.name!r}: leaves out source {arm.exclude!r}, which has no data after curation "
+            f"(sources: {', '.join(sorted(tokens_by_source))})"
+        )
     weights = {s: float(n) for s, n in tokens_by_source.items() if s not in small and s != arm.exclude}
     if not weights:
         raise PlanError(f"arm {arm.name!r}: no source has enough tokens to train on")
@@ -414,23 +419,28 @@ def _diversity(
     sample_tokens: int,
     vocab_size: int,
 ) -> dict[str, Any]:
-    from pipeline.ablation_data import exact_duplicate_rate, token_sample
+    from pipeline.ablation_data import exact_duplicate_rate, weighted_token_sample
     from pipeline.ablation_stats import ngram_entropy, shannon_entropy
 
+    used = sorted(s for s, w in weights.items() if w > 0)  # a left-out source is not in the arm's data
     files = sorted(Path(data_ref["dir"]).glob("train-*.parquet"))
-    lists = pl.concat([pl.read_parquet(f, columns=["source", "tokens"]) for f in files]) if files else None
-    if lists is not None:
-        lists = lists.filter(pl.col("source").is_in(sorted(weights)))
-    sample = token_sample(lists["tokens"], sample_tokens, seed=0) if lists is not None else np.zeros(0, np.int64)
-    dedup = next((s for s in summaries if s["name"] == "dedup"), None)
-    texts = _read_docs(doc_refs, ["text"])
+    lists = (
+        pl.scan_parquet(files).select("source", "tokens").filter(pl.col("source").is_in(used)).collect()
+        if files
+        else pl.DataFrame(schema={"source": pl.String, "tokens": pl.List(pl.Int64)})
+    )
+    sample = weighted_token_sample(lists, weights, sample_tokens, seed=0)
+    # dedup may run in the shared base curation or in the arm's own stages: count both
+    dedups = [s for s in summaries if s["name"] == "dedup"]
+    dedup_in = dedups[0]["docs_in"] if dedups else 0
+    docs = _read_docs(doc_refs, ["source", "text"]).filter(pl.col("source").is_in(used))
     return {
         "source_entropy_bits": shannon_entropy(list(weights.values())),
         "unigram_entropy_bits": ngram_entropy(sample, 1, vocab_size),
         "bigram_entropy_bits": ngram_entropy(sample, 2, vocab_size),
         "entropy_sample_tokens": int(len(sample)),
-        "dedup_removed_rate": (dedup["docs_rejected"] / dedup["docs_in"]) if dedup and dedup["docs_in"] else None,
-        "exact_duplicate_rate": exact_duplicate_rate(texts["text"]) if texts.height else 0.0,
+        "dedup_removed_rate": sum(s["docs_rejected"] for s in dedups) / dedup_in if dedup_in else None,
+        "exact_duplicate_rate": exact_duplicate_rate(docs),
     }
 
 
@@ -561,7 +571,9 @@ def run_ablation(
                 "stages_summary": [{k: v for k, v in s.items() if k != "rejected_files"} for s in b["summaries"]],
                 "drops": _drops(base_summaries + b["summaries"]),
                 "pii": next((s["stats"] for s in [*base_summaries, *b["summaries"]] if s["name"] == "pii"), None),
-                "diversity": _diversity(b["data"], b["weights"], b["refs"], b["summaries"], sample, vocab),
+                "diversity": _diversity(
+                    b["data"], b["weights"], b["refs"], base_summaries + b["summaries"], sample, vocab
+                ),
                 "models": models,
                 "generations": _generations(plan, Path(models[0]["dir"])),
             }

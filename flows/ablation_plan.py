@@ -308,8 +308,9 @@ class AblationPlan(BaseModel):
     def _check(self) -> AblationPlan:
         if not any(getattr(self.axes, a) is not None for a in Axes.model_fields):
             raise ValueError(f"axes: name at least one axis ({', '.join(Axes.model_fields)})")
+        names = [a.name for a in self.arms(sources=None)]
+        check_unique_arms(names)
         if self.baseline is not None:
-            names = [a.name for a in self.arms(sources=None)]
             loo = self.axes.diversity is not None and self.axes.diversity.leave_one_out is True
             if self.baseline not in names and not (loo and "no-" in self.baseline):
                 raise ValueError(f"baseline: no arm named {self.baseline!r} (arms: {', '.join(names)})")
@@ -339,12 +340,20 @@ class AblationPlan(BaseModel):
         return arms
 
     def baseline_arm(self, arms: list[Arm]) -> Arm:
+        check_unique_arms([a.name for a in arms])
         if self.baseline is None:
             return arms[0]
         found = next((a for a in arms if a.name == self.baseline), None)
         if found is None:
             raise PlanError(f"baseline: no arm named {self.baseline!r} (arms: {', '.join(a.name for a in arms)})")
         return found
+
+
+def check_unique_arms(names: list[str]) -> None:
+    """Arm names key every result and folder: two levels that render alike must not collide."""
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes:
+        raise PlanError(f"arm names collide: {', '.join(dupes)} (rename a level, or use distinct values)")
 
 
 def _tokenizer_params(v: dict[str, Any]) -> dict[str, Any]:

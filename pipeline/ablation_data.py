@@ -16,6 +16,7 @@ from pydantic import BaseModel
 from pipeline.dedup import _shingle_hashes, normalised_bytes
 from pipeline.ids import stable_rank_key
 from pipeline.schema import StageResult, to_rejected
+from pipeline.shards import text_hash_expr
 
 STAGE = "holdout"
 
@@ -86,12 +87,23 @@ def holdout(df: pl.DataFrame, eval_ids: set[str], eval_ngrams: np.ndarray, cfg: 
     return StageResult(kept=kept, rejected=rejected, stats=stats)
 
 
-def exact_duplicate_rate(texts: pl.Series) -> float:
+def exact_duplicate_rate(docs: pl.DataFrame) -> float:
     """Share of documents whose whitespace- and case-normalised text repeats an earlier one's."""
-    if not len(texts):
+    if not docs.height:
         return 0.0
-    norm = texts.fill_null("").str.to_lowercase().str.replace_all(r"\s+", " ").str.strip_chars()
-    return float(1.0 - norm.n_unique() / len(texts))
+    return float(1.0 - docs.select(text_hash_expr())["text_hash"].n_unique() / docs.height)
+
+
+def weighted_token_sample(lists: pl.DataFrame, weights: dict[str, float], n_tokens: int, seed: int) -> np.ndarray:
+    """``n_tokens`` tokens drawn from each source in proportion to its mixture weight (whole documents,
+    seeded order): what the arm trains on, so mixtures with the same sources differ in entropy."""
+    total = sum(w for s, w in weights.items() if w > 0) or 1.0
+    parts = [
+        token_sample(lists.filter(pl.col("source") == src)["tokens"], round(n_tokens * w / total), seed)
+        for src, w in sorted(weights.items())
+        if w > 0
+    ]
+    return np.concatenate(parts) if parts else np.zeros(0, np.int64)
 
 
 def token_sample(token_lists: pl.Series, n_tokens: int, seed: int) -> np.ndarray:
@@ -99,13 +111,9 @@ def token_sample(token_lists: pl.Series, n_tokens: int, seed: int) -> np.ndarray
     for every arm, so n-gram entropies are comparable."""
     if not len(token_lists):
         return np.zeros(0, np.int64)
-    order = np.random.default_rng(seed).permutation(len(token_lists))
-    out: list[np.ndarray] = []
-    have = 0
-    for i in order:
-        doc = np.asarray(token_lists[int(i)], dtype=np.int64)
-        out.append(doc)
-        have += len(doc)
-        if have >= n_tokens:
-            break
-    return np.concatenate(out)[:n_tokens] if out else np.zeros(0, np.int64)
+    order = pl.Series(np.random.default_rng(seed).permutation(len(token_lists)))
+    shuffled = token_lists.gather(order)
+    lens = shuffled.list.len().cast(pl.Int64)
+    # whole documents until the one that reaches n_tokens, then cut to size
+    needed = shuffled.filter(lens.cum_sum() - lens < n_tokens)
+    return needed.explode().drop_nulls().cast(pl.Int64).to_numpy()[:n_tokens]

@@ -89,7 +89,8 @@ def _eval_section(summary: dict[str, Any]) -> Section:
     plan_eval = summary["plan"]["eval"]
     sec.text(
         f"One held-out set for every arm: per training source, {plan_eval['fraction']:.0%} of its document groups "
-        f"(at most {plan_eval['max_docs_per_source']}), chosen by a seeded hash, plus every evaluation-only input. "
+        f"(at most {plan_eval['max_docs_per_source']}), chosen by a seeded hash, plus up to as many documents "
+        "of each evaluation-only input. "
         f"These documents, and training documents with at least {plan_eval['max_overlap']:.0%} of their word "
         f"{plan_eval['ngram']}-grams in the evaluation text, are removed from every arm before its curation. "
         + (

@@ -226,6 +226,9 @@ def power_law_fit(tokens: Sequence[float], loss: Sequence[float]) -> dict[str, A
                 x2 = lo_c + g * (hi_c - lo_c)
                 f2 = _sse_given_c(t, y, x2)[2]
         c = float(0.5 * (lo_c + hi_c))
+        # the search ends a hair above its bound when the floor is 0: report the bound itself
+        if _sse_given_c(t, y, 0.0)[2] - _sse_given_c(t, y, c)[2] <= 1e-12 * float(((y - y.mean()) ** 2).sum()):
+            c = 0.0
         a, b, _ = _sse_given_c(t, y, c)
     pred = a * t ** (-b) + c
     ss_res = float(((y - pred) ** 2).sum())

@@ -75,6 +75,9 @@ def test_cross_of_axes_and_leave_one_out() -> None:
         ({"axes": {"diversity": {"mixtures": [{"name": "m", "weights": {"web": 0}}]}}}, "at least one > 0"),
         ({"axes": QUALITY_AXIS, "tokenizer": {"vocab": 10}}, "tokenizer: vocab"),
         ({"axes": QUALITY_AXIS, "curation": [{"langid": {"keeep": ["en"]}}]}, "keeep"),
+        ({"axes": {"scale": {"fractions": [0.3333, 0.33333]}}}, "arm names collide"),
+        ({"axes": {"diversity": {"natural": True, "mixtures": [{"name": "natural", "weights": {"web": 1}}]}}},
+         "arm names collide: natural"),
     ],
 )
 def test_bad_plans_name_the_problem(data: dict, message: str) -> None:
@@ -97,7 +100,7 @@ def test_cli_rejects_bad_plan_with_exit_2(tmp_path: Path) -> None:
     result = CliRunner().invoke(app, ["ablate", "--plan", "nosuchplan"])
     assert result.exit_code == 2 and "built-in" in result.output
     result = CliRunner().invoke(app, ["ablate", "--plan", "quality", "--seeds", "2"])
-    assert result.exit_code == 2  # fewer than 3 seeds is refused before anything runs
+    assert result.exit_code == 2 and "3" in result.output  # fewer than 3 seeds is refused before anything runs
     assert not (tmp_path / "out").exists()
 
 
@@ -105,3 +108,14 @@ def test_cli_lists_plans() -> None:
     result = CliRunner().invoke(app, ["plans"])
     assert result.exit_code == 0
     assert "quality: 5 arms x 3 seeds" in result.output and "scale: 4 arms" in result.output
+
+
+def test_leave_one_out_of_a_missing_source_is_an_error() -> None:
+    from flows.ablate import _mixture
+    from flows.ablation_plan import Arm
+
+    have = {"web": 5000, "books": 9000}
+    weights, _ = _mixture(Arm(name="no-web", levels={}, exclude="web"), have, min_tokens=100)
+    assert weights == {"books": 9000.0}
+    with pytest.raises(PlanError, match="leaves out source 'book'.*sources: books, web"):
+        _mixture(Arm(name="no-book", levels={}, exclude="book"), have, min_tokens=100)

@@ -84,6 +84,8 @@ def test_power_law_fit_recovers_known_exponent() -> None:
     # a pure power law (c = 0) is the log-log line
     pure = power_law_fit(tokens, 7.0 * tokens**-0.2)
     assert pure["loglog"]["b"] == pytest.approx(0.2) and pure["loglog"]["a"] == pytest.approx(7.0)
+    # ...and the three-parameter fit puts its floor exactly at the bound, as the report says
+    assert pure["c"] == 0.0 and pure["b"] == pytest.approx(0.2, rel=1e-6)
 
 
 def test_power_law_fit_flags_non_monotone() -> None:
@@ -140,3 +142,19 @@ def test_analysis_on_known_results() -> None:
     assert all(r["arm"] != "base" for r in an["comparisons"])
     paired = analyse(results, baseline="base", test="paired")
     assert {r["test"] for r in paired["comparisons"]} == {"paired"}
+
+
+def test_token_sample_follows_the_mixture_and_duplicates_count_by_text() -> None:
+    from pipeline.ablation_data import exact_duplicate_rate, weighted_token_sample
+
+    lists = pl.DataFrame(
+        {"source": ["a"] * 50 + ["b"] * 50, "tokens": [[1, 1]] * 50 + [[2, 2]] * 50},
+        schema={"source": pl.String, "tokens": pl.List(pl.UInt16)},
+    )
+    even = weighted_token_sample(lists, {"a": 1.0, "b": 1.0}, 40, seed=0)
+    skewed = weighted_token_sample(lists, {"a": 3.0, "b": 1.0}, 40, seed=0)
+    left_out = weighted_token_sample(lists, {"a": 1.0, "b": 0.0}, 40, seed=0)
+    assert len(even) == len(skewed) == 40
+    assert (even == 1).sum() == 20 and (skewed == 1).sum() == 30 and set(left_out) == {1}
+    docs = pl.DataFrame({"text": ["A  b", "a b", "c", "d"]})
+    assert exact_duplicate_rate(docs) == 0.25 and exact_duplicate_rate(docs.head(0)) == 0.0
