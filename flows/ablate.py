@@ -11,7 +11,6 @@ the training settings are the same, and token budgets match unless the scale axi
 from __future__ import annotations
 
 import math
-import os
 import shutil
 import sys
 import time
@@ -25,15 +24,15 @@ import pyarrow.parquet as pq
 from prefect import flow, task
 from prefect.context import FlowRunContext
 from prefect.futures import wait
-from prefect.task_runners import ThreadPoolTaskRunner
 
 import pipeline
 from flows import tasks
 from flows.ablation_plan import AblationPlan, Arm, PlanError, load_plan, parse_plan
 from flows.cache import WorkUnit, clean_staging, code_version, make_key
-from flows.curate import group_files, merge_stats
+from flows.curate import _file_dict, group_files, merge_stats
+from flows.runners import task_runner
 from flows.stages import STAGES, StageKind
-from pipeline.atomic import atomic_write_bytes
+from pipeline.atomic import atomic_write_parquet
 from pipeline.ingest import discover
 
 Say = Callable[[str], None]
@@ -80,10 +79,7 @@ def _ingest(inputs: list[list[Any]], cache: str) -> list[dict[str, Any]]:
     params = STAGES["ingest"].config_cls()().model_dump(mode="json")
     files, _ = discover([(s, p) for s, p in inputs])
     groups = group_files(files, int(params["shard_mb"] * 1_000_000), params["max_files_per_shard"])
-    file_dicts = [
-        [{"path": str(f.path), "display": f.display, "fmt": f.fmt, "source": f.source, "size": f.size} for f in g]
-        for g in groups
-    ]
+    file_dicts = [[_file_dict(f) for f in g] for g in groups]
     return _map(tasks.ingest_shard, [(i, fs, params, cache) for i, fs in enumerate(file_dicts)])
 
 
@@ -580,7 +576,7 @@ def run_ablation(
         )
 
     results = pl.DataFrame(rows, infer_schema_length=None).with_columns(pl.col("bpb").cast(pl.Float64))
-    atomic_write_bytes(out_dir / "results.parquet", _parquet_bytes(results))
+    atomic_write_parquet(out_dir / "results.parquet", results)
     analysis = analyse(
         results,
         baseline=baseline.name,
@@ -626,14 +622,6 @@ def _load_json(path: Path) -> dict[str, Any]:
     return json.loads(path.read_text())
 
 
-def _parquet_bytes(df: pl.DataFrame) -> bytes:
-    import io
-
-    buf = io.BytesIO()
-    df.write_parquet(buf, compression="zstd")
-    return buf.getvalue()
-
-
 def _publish_artifacts(summary: dict[str, Any], markdown: str) -> None:
     """The report's tables as Prefect artifacts (markdown and table), for the UI of a flow run."""
     import re
@@ -657,7 +645,7 @@ def _publish_artifacts(summary: dict[str, Any], markdown: str) -> None:
 
 @flow(
     name="refinery-ablate",
-    task_runner=ThreadPoolTaskRunner(max_workers=max(2, os.cpu_count() or 2)),
+    task_runner=task_runner(),
     validate_parameters=False,
 )
 def ablation_flow(
