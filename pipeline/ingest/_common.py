@@ -7,6 +7,7 @@ import gzip
 import io
 import json
 import re
+import threading
 from typing import IO, Any
 
 import polars as pl
@@ -351,6 +352,9 @@ def extract_main_text(html: str, cfg: IngestConfig, url: str | None = None) -> s
     return text
 
 
+_TRAFILATURA_LOCK = threading.Lock()
+
+
 def extract_with(extractor: str, html: str, url: str | None = None, include_tables: bool = False) -> str | None:
     """Run one named extractor (see ``IngestConfig.extractor``); None on failure or no text.
 
@@ -368,18 +372,21 @@ def extract_with(extractor: str, html: str, url: str | None = None, include_tabl
                                       comments=False, list_bullets=False)  # fmt: skip
         import trafilatura
 
-        if extractor == "trafilatura_defaults":  # the library's own defaults, the benchmark's reference
-            return trafilatura.extract(html, url=url)
-        return trafilatura.extract(
-            html,
-            url=url,
-            fast=extractor == "trafilatura_fast",
-            favor_precision=extractor == "trafilatura_precision",
-            favor_recall=extractor == "trafilatura_recall",
-            include_comments=False,
-            include_tables=include_tables,
-            deduplicate=False,
-            output_format="txt",
-        )
+        # trafilatura parses with one module-global lxml parser: two threads in it at once crashed the
+        # process (segfault / double free with the shard map's thread pool), so one thread at a time.
+        with _TRAFILATURA_LOCK:
+            if extractor == "trafilatura_defaults":  # the library's own defaults, the benchmark's reference
+                return trafilatura.extract(html, url=url)
+            return trafilatura.extract(
+                html,
+                url=url,
+                fast=extractor == "trafilatura_fast",
+                favor_precision=extractor == "trafilatura_precision",
+                favor_recall=extractor == "trafilatura_recall",
+                include_comments=False,
+                include_tables=include_tables,
+                deduplicate=False,
+                output_format="txt",
+            )
     except Exception:  # noqa: BLE001 - a parser crash on one page must not stop the file
         return None
