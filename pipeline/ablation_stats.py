@@ -104,6 +104,24 @@ def describe(values: Sequence[float], confidence: float = 0.95) -> dict[str, flo
     return {"n": n, "mean": mean, "sd": sd, "se": se, "ci_low": mean - half, "ci_high": mean + half}
 
 
+def _t_result(diff: float, se: float, df: float, confidence: float) -> dict[str, float]:
+    """Test statistic, two-sided p and interval of a difference with standard error ``se``."""
+    if se == 0.0:  # no spread at all: the difference is certain (or exactly zero)
+        t = math.copysign(math.inf, diff) if diff else 0.0
+        return {"diff": diff, "se": 0.0, "t": t, "df": df, "p": 0.0 if diff else 1.0, "ci_low": diff, "ci_high": diff}
+    t = diff / se
+    half = t_ppf(0.5 + confidence / 2.0, df) * se
+    return {
+        "diff": diff,
+        "se": se,
+        "t": t,
+        "df": df,
+        "p": t_sf_two_sided(t, df),
+        "ci_low": diff - half,
+        "ci_high": diff + half,
+    }
+
+
 def welch_test(a: Sequence[float], b: Sequence[float], confidence: float = 0.95) -> dict[str, float]:
     """Welch's unequal-variance t test of mean(a) - mean(b), with the difference's interval."""
     x, y = np.asarray(a, np.float64), np.asarray(b, np.float64)
@@ -112,29 +130,9 @@ def welch_test(a: Sequence[float], b: Sequence[float], confidence: float = 0.95)
     diff = float(x.mean() - y.mean())
     vx, vy = float(x.var(ddof=1)) / len(x), float(y.var(ddof=1)) / len(y)
     se = math.sqrt(vx + vy)
-    if se == 0.0:
-        p = 1.0 if diff == 0.0 else 0.0
-        return {
-            "diff": diff,
-            "se": 0.0,
-            "t": math.copysign(math.inf, diff) if diff else 0.0,
-            "df": float(len(x) + len(y) - 2),
-            "p": p,
-            "ci_low": diff,
-            "ci_high": diff,
-        }
-    df = (vx + vy) ** 2 / (vx**2 / (len(x) - 1) + vy**2 / (len(y) - 1))
-    t = diff / se
-    half = t_ppf(0.5 + confidence / 2.0, df) * se
-    return {
-        "diff": diff,
-        "se": se,
-        "t": t,
-        "df": df,
-        "p": t_sf_two_sided(t, df),
-        "ci_low": diff - half,
-        "ci_high": diff + half,
-    }
+    # Welch-Satterthwaite degrees of freedom (n_x + n_y - 2 when there is no spread to weigh)
+    df = (vx + vy) ** 2 / (vx**2 / (len(x) - 1) + vy**2 / (len(y) - 1)) if se else float(len(x) + len(y) - 2)
+    return _t_result(diff, se, df, confidence)
 
 
 def paired_test(a: Sequence[float], b: Sequence[float], confidence: float = 0.95) -> dict[str, float]:
@@ -143,31 +141,8 @@ def paired_test(a: Sequence[float], b: Sequence[float], confidence: float = 0.95
     if len(x) != len(y) or len(x) < 2:
         raise ValueError("a paired t test needs two equal-length samples of at least two values")
     d = x - y
-    diff = float(d.mean())
     se = float(d.std(ddof=1)) / math.sqrt(len(d))
-    df = float(len(d) - 1)
-    if se == 0.0:
-        p = 1.0 if diff == 0.0 else 0.0
-        return {
-            "diff": diff,
-            "se": 0.0,
-            "t": math.copysign(math.inf, diff) if diff else 0.0,
-            "df": df,
-            "p": p,
-            "ci_low": diff,
-            "ci_high": diff,
-        }
-    t = diff / se
-    half = t_ppf(0.5 + confidence / 2.0, df) * se
-    return {
-        "diff": diff,
-        "se": se,
-        "t": t,
-        "df": df,
-        "p": t_sf_two_sided(t, df),
-        "ci_low": diff - half,
-        "ci_high": diff + half,
-    }
+    return _t_result(float(d.mean()), se, float(len(d) - 1), confidence)
 
 
 # --- scaling fit -----------------------------------------------------------------------------
