@@ -598,36 +598,44 @@ def _c4_lines(df: pl.DataFrame, cfg: FilterConfig) -> pl.DataFrame:
     curly-bracket page rules only look at lines that survived the punctuation and length checks,
     as in the reference code. Sentences are counted on kept lines: runs of ``.!?`` followed by
     space or line end (at least one per kept line, which always ends in terminal punctuation).
+    Per-line tests are materialised as columns once, then combined: one nested expression would
+    re-evaluate every shared test (eager ``with_columns`` has no common-subexpression elimination).
     """
     raw = pl.col("__text").str.split("\n")
+    line = pl.col("__l")
     lines = (
         df.select(_RI, raw.alias("__l"))
-        .with_columns(pl.col("__l").list.len().alias("__nl"))
         .explode("__l")
-        .with_columns(pl.col("__l").fill_null("").str.strip_chars())
+        .with_columns(line.fill_null("").str.strip_chars())
+        .with_columns((line.str.replace_all(_C4_CITATION, "") if cfg.c4_remove_citations else line).alias("__cut"))
+        .with_columns(pl.col("__cut").str.to_lowercase().alias("__low"))
     )
-    line = pl.col("__l")
-    nwords = line.str.count_matches(r"\S+")
-    cut = line.str.replace_all(_C4_CITATION, "") if cfg.c4_remove_citations else line
-    ok = pl.lit(True)
+    cut, low = pl.col("__cut"), pl.col("__low")
+    tests: list[pl.Expr] = []  # the line-level checks before the keyword rules
     if cfg.c4_max_word_length is not None:
-        ok = ok & ~line.str.contains(rf"\S{{{cfg.c4_max_word_length + 1}}}")
+        tests.append(~line.str.contains(rf"\S{{{cfg.c4_max_word_length + 1}}}"))
     if cfg.c4_require_terminal_punct:
-        ends = pl.any_horizontal([cut.str.ends_with(p) for p in C4_END_PUNCT])
-        ok = ok & ends & ~cut.str.ends_with("...")
-    if cfg.c4_min_words_per_line is not None:
-        ok = ok & (nwords >= cfg.c4_min_words_per_line)
-    low = cut.str.to_lowercase()
-    lorem = ok & low.str.contains("lorem ipsum", literal=True)
-    if cfg.c4_drop_javascript_lines:
-        ok = ok & ~low.str.contains("javascript", literal=True)
-    curly = ok & cut.str.contains("{", literal=True)
-    if cfg.c4_drop_policy_lines:
-        ok = ok & ~low.str.contains_any(C4_POLICY)
-    sentences = pl.max_horizontal(cut.str.count_matches(r"[.!?]+['\")\]]*(\s|$)"), pl.lit(1))
+        tests.append(pl.any_horizontal([cut.str.ends_with(p) for p in C4_END_PUNCT]) & ~cut.str.ends_with("..."))
+    n = cfg.c4_min_words_per_line
+    if n is not None and n > 0:  # ">= n whitespace-separated words", without counting them all
+        tests.append(line.str.contains(rf"(?:\S+\s+){{{n - 1}}}\S"))
+    lines = lines.with_columns(
+        (pl.all_horizontal(tests) if tests else pl.lit(True)).alias("__ok0"),
+        low.str.contains("lorem ipsum", literal=True).alias("__has_lorem"),
+        (low.str.contains("javascript", literal=True) if cfg.c4_drop_javascript_lines else pl.lit(False))
+        .alias("__has_js"),
+        cut.str.contains("{", literal=True).alias("__has_curly"),
+        (low.str.contains_any(C4_POLICY) if cfg.c4_drop_policy_lines else pl.lit(False)).alias("__has_policy"),
+        pl.max_horizontal(cut.str.count_matches(r"[.!?]+['\")\]]*(\s|$)"), pl.lit(1)).alias("__sent"),
+    )
+    ok0 = pl.col("__ok0")
+    ok1 = ok0 & ~pl.col("__has_js")
     per_doc = (
-        lines.with_columns(ok.alias("__ok"), lorem.alias("__lorem"), curly.alias("__curly"), cut.alias("__cut"))
-        .with_columns(sentences.alias("__sent"))
+        lines.with_columns(
+            (ok1 & ~pl.col("__has_policy")).alias("__ok"),
+            (ok0 & pl.col("__has_lorem")).alias("__lorem"),
+            (ok1 & pl.col("__has_curly")).alias("__curly"),
+        )
         .group_by(_RI, maintain_order=True)
         .agg(
             pl.col("__cut").filter(pl.col("__ok")).str.join("\n").str.strip_chars().alias("__new"),
