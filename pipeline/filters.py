@@ -685,11 +685,14 @@ def _fineweb_stats(df: pl.DataFrame, cfg: FilterConfig) -> pl.DataFrame:
     """FineWeb custom rules over non-blank ``\\n`` lines of ``__text`` (lines are not stripped)."""
     text = pl.col("__text")
     dt = cfg.definitions == "datatrove"
-    lines = text.str.split("\n").list.filter(pl.element().str.strip_chars() != "")
+    # the line list is materialised once: as a shared sub-expression it was split four times
+    lines = pl.col("__fwl")
     n = lines.list.len()
     lens = lines.list.eval(pl.element().str.len_chars())
     ulens = lines.list.unique().list.eval(pl.element().str.len_chars())
-    return df.select(
+    return df.with_columns(
+        text.str.split("\n").list.filter(pl.element().str.strip_chars() != "").alias("__fwl")
+    ).select(
         _RI,
         pl.when(n > 0)
         .then(lines.list.eval(pl.element().str.contains(_FW_TERMINAL_DT if dt else _FW_TERMINAL)).list.sum() / n)
