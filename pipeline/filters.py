@@ -681,13 +681,15 @@ def _fineweb_stats(df: pl.DataFrame, cfg: FilterConfig) -> pl.DataFrame:
     """FineWeb custom rules over non-blank ``\\n`` lines of ``__text`` (lines are not stripped)."""
     text = pl.col("__text")
     dt = cfg.definitions == "datatrove"
-    # the line list is materialised once: as a shared sub-expression it was split four times
+    # the line list is materialised once: as a shared sub-expression it was split four times ...
     lines = pl.col("__fwl")
     n = lines.list.len()
     lens = lines.list.eval(pl.element().str.len_chars())
     ulens = lines.list.unique().list.eval(pl.element().str.len_chars())
+    # ... and so are the token counts: _safe_div reads its denominator twice (test and division)
     return df.with_columns(
-        text.str.split("\n").list.filter(pl.element().str.strip_chars() != "").alias("__fwl")
+        text.str.split("\n").list.filter(pl.element().str.strip_chars() != "").alias("__fwl"),
+        (dt_word_count(text) if dt else text.str.count_matches(r"\w+|[^\w\s]")).alias("__fw_tokens"),
     ).select(
         _RI,
         pl.when(n > 0)
@@ -701,7 +703,7 @@ def _fineweb_stats(df: pl.DataFrame, cfg: FilterConfig) -> pl.DataFrame:
         ).alias("fineweb_short_line_frac"),
         _safe_div(
             text.str.count_matches("\n", literal=True),
-            dt_word_count(text) if dt else text.str.count_matches(r"\w+|[^\w\s]"),
+            pl.col("__fw_tokens"),
         ).alias(
             "fineweb_newline_ratio"
         ),
