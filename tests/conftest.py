@@ -57,6 +57,22 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+def prefect_env(home: Path, **extra: str) -> dict[str, str]:
+    """Environment for a private Prefect server and its clients: own home, no UI, no analytics,
+    no suffix-list download, and no inherited API URL."""
+    env = {
+        **os.environ,
+        "PREFECT_HOME": str(home),
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        "PREFECT_UI_ENABLED": "false",
+        "PREFECT_SERVER_UI_ENABLED": "false",
+        "TLDEXTRACT_PUBLIC_SUFFIX_LIST_URLS": "",
+        **extra,
+    }
+    env.pop("PREFECT_API_URL", None)
+    return env
+
+
 @pytest.fixture(scope="session")
 def prefect_server(tmp_path_factory) -> Iterator[dict[str, str]]:
     """One local Prefect server for the whole session (a temporary server per CLI run costs ~20 s).
@@ -65,15 +81,7 @@ def prefect_server(tmp_path_factory) -> Iterator[dict[str, str]]:
     """
     home = tmp_path_factory.mktemp("prefect-home")
     port = _free_port()
-    env = {
-        **os.environ,
-        "PREFECT_HOME": str(home),
-        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-        "PREFECT_UI_ENABLED": "false",
-        "PREFECT_SERVER_UI_ENABLED": "false",
-        "TLDEXTRACT_PUBLIC_SUFFIX_LIST_URLS": "",
-    }
-    env.pop("PREFECT_API_URL", None)
+    env = prefect_env(home)
     log = open(home / "server.log", "wb")  # noqa: SIM115 - closed at teardown
     proc = subprocess.Popen(
         [

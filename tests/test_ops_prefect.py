@@ -16,7 +16,7 @@ import polars as pl
 import pytest
 import yaml
 
-from tests.conftest import REPO, VENV_BIN, _free_port
+from tests.conftest import REPO, VENV_BIN, _free_port, prefect_env
 
 SMALL_RECIPE = """
 name: ops-small
@@ -292,17 +292,7 @@ def _scheduler_server(home: Path) -> tuple[subprocess.Popen, dict[str, str]]:
     import urllib.request
 
     port = _free_port()
-    env = {
-        **os.environ,
-        "PREFECT_HOME": str(home),
-        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-        "PREFECT_UI_ENABLED": "false",
-        "PREFECT_SERVER_UI_ENABLED": "false",
-        "TLDEXTRACT_PUBLIC_SUFFIX_LIST_URLS": "",
-        "PREFECT_SERVER_SERVICES_SCHEDULER_LOOP_SECONDS": "2",
-        "PREFECT_LOGGING_LEVEL": "WARNING",
-    }
-    env.pop("PREFECT_API_URL", None)
+    env = prefect_env(home, PREFECT_SERVER_SERVICES_SCHEDULER_LOOP_SECONDS="2", PREFECT_LOGGING_LEVEL="WARNING")
     proc = subprocess.Popen(
         [str(VENV_BIN / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(port), "--no-ui"],
         env=env,
