@@ -25,10 +25,9 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from flows.recipe import RecipeError, parse_recipe
+from flows.recipe import RecipeError, parse_recipe, read_named_yaml
 from flows.stages import STAGES, StageKind
 
 PLAN_DIR = Path(__file__).parent / "plans"
@@ -87,11 +86,9 @@ class TrainSettings(BaseModel):
     @field_validator("preset")
     @classmethod
     def _known_preset(cls, v: str) -> str:
-        from model.config import PRESETS
+        from model.config import check_preset
 
-        if v not in PRESETS:
-            raise ValueError(f"unknown preset {v!r}; choose one of {sorted(PRESETS)}")
-        return v
+        return check_preset(v)
 
 
 class EvalSettings(BaseModel):
@@ -390,18 +387,7 @@ def builtin_plans() -> list[str]:
 def load_plan(name_or_path: str, overrides: dict[str, Any] | None = None) -> AblationPlan:
     """Load a built-in plan by name or a YAML file by path; ``overrides`` replace top-level keys
     (``train`` is merged key by key)."""
-    path = Path(name_or_path)
-    if not path.is_file():
-        builtin = PLAN_DIR / f"{name_or_path}.yaml"
-        if not builtin.is_file():
-            raise PlanError(
-                f"plan {name_or_path!r} is neither a file nor a built-in plan (built-in: {', '.join(builtin_plans())})"
-            )
-        path = builtin
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as err:
-        raise PlanError(f"{path}: not valid YAML: {err}") from None
+    path, data = read_named_yaml(name_or_path, PLAN_DIR, "plan", PlanError)
     if isinstance(data, dict):
         data = {"name": path.stem, **data}
         for key, value in (overrides or {}).items():

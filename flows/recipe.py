@@ -151,21 +151,25 @@ def builtin_recipes() -> list[str]:
     return sorted(p.stem for p in RECIPE_DIR.glob("*.yaml"))
 
 
-def load_recipe(name_or_path: str, seed: int | None = None) -> Recipe:
-    """Load a built-in recipe by name, or a YAML file by path."""
+def read_named_yaml(name_or_path: str, folder: Path, kind: str, error: type[Exception]) -> tuple[Path, Any]:
+    """(path, safe-loaded YAML) of a file path, or of ``folder/NAME.yaml`` for a built-in ``kind``;
+    ``error`` names what is missing or unparsable."""
     path = Path(name_or_path)
     if not path.is_file():
-        builtin = RECIPE_DIR / f"{name_or_path}.yaml"
+        builtin = folder / f"{name_or_path}.yaml"
         if not builtin.is_file():
-            raise RecipeError(
-                f"recipe {name_or_path!r} is neither a file nor a built-in recipe "
-                f"(built-in: {', '.join(builtin_recipes())})"
-            )
+            names = ", ".join(sorted(p.stem for p in folder.glob("*.yaml")))
+            raise error(f"{kind} {name_or_path!r} is neither a file nor a built-in {kind} (built-in: {names})")
         path = builtin
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        return path, yaml.safe_load(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as err:
-        raise RecipeError(f"{path}: not valid YAML: {err}") from None
+        raise error(f"{path}: not valid YAML: {err}") from None
+
+
+def load_recipe(name_or_path: str, seed: int | None = None) -> Recipe:
+    """Load a built-in recipe by name, or a YAML file by path."""
+    path, data = read_named_yaml(name_or_path, RECIPE_DIR, "recipe", RecipeError)
     recipe = parse_recipe(data, seed=seed)
     if recipe.name == "custom" and isinstance(data, dict) and "name" not in data:
         recipe.name = path.stem

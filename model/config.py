@@ -97,6 +97,11 @@ class TrainConfig(BaseModel):
     @field_validator("preset")
     @classmethod
     def _known_preset(cls, v: str) -> str:
-        if v not in PRESETS:
-            raise ValueError(f"unknown preset {v!r}; choose one of {sorted(PRESETS)}")
-        return v
+        return check_preset(v)
+
+
+def check_preset(name: str) -> str:
+    """``name`` if it is a model preset, else a ValueError listing them (for pydantic validators)."""
+    if name not in PRESETS:
+        raise ValueError(f"unknown preset {name!r}; choose one of {sorted(PRESETS)}")
+    return name
