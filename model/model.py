@@ -9,6 +9,18 @@ import torch.nn.functional as F
 from torch import nn
 
 from model.config import ModelConfig
+from model.cpu_gemm import linear
+from model.loss import linear_cross_entropy
+
+
+class Linear(nn.Linear):
+    """Bias-free linear layer whose float32 CPU GEMMs run through oneDNN (see model/cpu_gemm.py)."""
+
+    def __init__(self, in_features: int, out_features: int) -> None:
+        super().__init__(in_features, out_features, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return linear(x, self.weight)
 
 
 class RMSNorm(nn.Module):
@@ -43,8 +55,8 @@ class Attention(nn.Module):
         super().__init__()
         self.n_head, self.n_kv_head, self.head_dim = cfg.n_head, cfg.n_kv_head, cfg.head_dim
         # q, k and v in one matmul: one large GEMM is faster than three small ones.
-        self.wqkv = nn.Linear(cfg.d_model, (cfg.n_head + 2 * cfg.n_kv_head) * cfg.head_dim, bias=False)
-        self.wo = nn.Linear(cfg.n_head * cfg.head_dim, cfg.d_model, bias=False)
+        self.wqkv = Linear(cfg.d_model, (cfg.n_head + 2 * cfg.n_kv_head) * cfg.head_dim)
+        self.wo = Linear(cfg.n_head * cfg.head_dim, cfg.d_model)
 
     def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
         B, T, _ = x.shape
@@ -63,8 +75,8 @@ class SwiGLU(nn.Module):
         assert hidden is not None  # filled in by ModelConfig's validator
         self.hidden = hidden
         # gate and up projections in one matmul, split afterwards.
-        self.w_gate_up = nn.Linear(cfg.d_model, 2 * hidden, bias=False)
-        self.w_down = nn.Linear(hidden, cfg.d_model, bias=False)
+        self.w_gate_up = Linear(cfg.d_model, 2 * hidden)
+        self.w_down = Linear(hidden, cfg.d_model)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         gate, up = self.w_gate_up(x).split(self.hidden, dim=-1)
@@ -91,7 +103,7 @@ class Transformer(nn.Module):
         self.tok_emb = nn.Embedding(cfg.vocab_size, cfg.d_model)
         self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.n_layer))
         self.norm = RMSNorm(cfg.d_model, cfg.norm_eps)
-        self.lm_head = nn.Linear(cfg.d_model, cfg.vocab_size, bias=False)
+        self.lm_head = Linear(cfg.d_model, cfg.vocab_size)
         if cfg.tie_embeddings:
             self.lm_head.weight = self.tok_emb.weight
         cos, sin = rope_table(cfg.head_dim, cfg.max_seq_len, cfg.rope_theta)
@@ -123,8 +135,9 @@ class Transformer(nn.Module):
 
     def forward(
         self, idx: torch.Tensor, targets: torch.Tensor | None = None
-    ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """idx (B, T) -> logits (B, T, vocab); with targets also the mean token cross-entropy."""
+    ) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+        """idx (B, T) -> (logits (B, T, vocab), None); with targets (B, T) -> (None, mean token
+        cross-entropy), computed chunk by chunk without ever holding the full logits (model/loss.py)."""
         T = idx.shape[1]
         if T > self.cfg.max_seq_len:
             raise ValueError(f"sequence length {T} exceeds max_seq_len={self.cfg.max_seq_len}")
@@ -132,8 +145,7 @@ class Transformer(nn.Module):
         x = self.tok_emb(idx)
         for block in self.blocks:
             x = block(x, cos, sin)
-        logits = self.lm_head(self.norm(x))
-        loss = None
+        x = self.norm(x)
         if targets is not None:
-            loss = F.cross_entropy(logits.float().flatten(0, 1), targets.flatten())
-        return logits, loss
+            return None, linear_cross_entropy(x, self.lm_head.weight, targets)
+        return self.lm_head(x), None

@@ -93,9 +93,14 @@ def test_forward_shapes_and_gqa(n_kv_head: int) -> None:
     torch.manual_seed(0)
     model = Transformer(tiny_cfg(n_kv_head=n_kv_head))
     idx = torch.randint(0, VOCAB, (3, 17))
-    logits, loss = model(idx, torch.randint(0, VOCAB, (3, 17)))
-    assert logits.shape == (3, 17, VOCAB)
-    assert loss is not None and loss.ndim == 0
+    targets = torch.randint(0, VOCAB, (3, 17))
+    logits, _ = model(idx)
+    assert logits is not None and logits.shape == (3, 17, VOCAB)
+    # With targets the loss comes from the chunked projection + cross-entropy, never the logits.
+    no_logits, loss = model(idx, targets)
+    assert no_logits is None and loss is not None and loss.ndim == 0
+    expected = torch.nn.functional.cross_entropy(logits.flatten(0, 1), targets.flatten())
+    torch.testing.assert_close(loss, expected, rtol=1e-5, atol=1e-5)
     # Small init: the untrained model is close to uniform over the vocabulary.
     assert abs(loss.item() - np.log(VOCAB)) < 0.5
     assert model.blocks[0].attn.wqkv.weight.shape == ((4 + 2 * n_kv_head) * 16, 64)
