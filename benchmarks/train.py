@@ -9,7 +9,13 @@ each, the median of paired step-time ratios and, the figure to trust on a shared
 with ``--threads 1``, the ratio of process CPU seconds per step. ``--compile`` compiles ours
 (``TrainConfig.compile``); HF stays eager as in the shared harness.
 
-    .venv/bin/python benchmarks/train.py [--steps 10 --threads 1 --compile]
+Both are float32 throughout. Where ours gains: its linear layers run their float32 GEMMs through
+oneDNN (``model/cpu_gemm.py``; MKL, which PyTorch's own matmul and so HF use, runs AVX2 kernels on
+AMD CPUs), and the output projection + cross-entropy is computed in cached row chunks
+(``model/loss.py``). ``--gemm default`` puts our linear layers back on PyTorch's matmul, to show
+how much of the ratio each part gives.
+
+    .venv/bin/python benchmarks/train.py [--steps 10 --threads 1 --compile --gemm default]
 """
 
 from __future__ import annotations
@@ -31,6 +37,7 @@ import time  # noqa: E402
 import torch  # noqa: E402
 
 from model.config import ModelConfig  # noqa: E402
+from model.cpu_gemm import set_cpu_gemm  # noqa: E402
 from model.model import Transformer  # noqa: E402
 from model.train import make_adamw  # noqa: E402
 
@@ -86,7 +93,9 @@ def main() -> None:
     ap.add_argument(
         "--compile", action="store_true", help="torch.compile our model (HF stays eager, as in the harness)"
     )
+    ap.add_argument("--gemm", default="onednn", choices=["onednn", "default"], help="our CPU float32 GEMM")
     a = ap.parse_args()
+    set_cpu_gemm(a.gemm)
     torch.set_num_threads(a.threads)
     torch.manual_seed(0)
 
@@ -132,7 +141,7 @@ def main() -> None:
         pairs.append(times["hf"][-1] / times["ours"][-1])
 
     tokens = a.batch * a.seq
-    res: dict = {"config": vars(a), "threads": torch.get_num_threads(), "ours_compiled": a.compile}
+    res: dict = {"config": vars(a), "threads": torch.get_num_threads(), "ours_compiled": a.compile, "gemm": a.gemm}
     for name, ts in times.items():
         res[name] = {
             "tokens_per_s_median": round(tokens / statistics.median(ts), 1),
@@ -152,7 +161,10 @@ def main() -> None:
     import transformers
 
     res["versions"] = {"torch": torch.__version__, "transformers": transformers.__version__}
-    print(f"ours: {res['ours']['tokens_per_s_median']:.0f} tok/s (best {res['ours']['tokens_per_s_best']:.0f})")
+    print(
+        f"ours ({'compiled, ' if a.compile else ''}{a.gemm} GEMM): "
+        f"{res['ours']['tokens_per_s_median']:.0f} tok/s (best {res['ours']['tokens_per_s_best']:.0f})"
+    )
     print(f"HF:   {res['hf']['tokens_per_s_median']:.0f} tok/s (best {res['hf']['tokens_per_s_best']:.0f})")
     print(
         f"ratio ours/HF: {res['ratio_paired_median']:.2f}x (median of paired steps), "

@@ -31,8 +31,12 @@ def cpu_gemm() -> str:
     return _backend
 
 
+# Checked once: torch.compile will not trace torch.backends.mkldnn.is_available().
+_ONEDNN = torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_linear_pointwise")
+
+
 def _onednn_available() -> bool:
-    return torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_linear_pointwise")
+    return _ONEDNN
 
 
 def _use_onednn(*tensors: torch.Tensor) -> bool:
@@ -44,10 +48,26 @@ def _use_onednn(*tensors: torch.Tensor) -> bool:
     )
 
 
+def _onednn_a_bt(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    return torch.ops.mkldnn._linear_pointwise(a, b, None, "none", [], "")
+
+
+# The same product as an opaque custom op, for torch.compile: Inductor's own lowering of
+# mkldnn._linear_pointwise only takes the packed weights of its inference path.
+@torch.library.custom_op("refinery::onednn_a_bt", mutates_args=())
+def _onednn_a_bt_op(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    return _onednn_a_bt(a, b)
+
+
+@_onednn_a_bt_op.register_fake
+def _(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    return a.new_empty(a.shape[0], b.shape[0])
+
+
 def mm_nt(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """``a @ b.T`` for 2-D a (M, K) and b (N, K), either of which may be a transposed view."""
     if _use_onednn(a, b):
-        return torch.ops.mkldnn._linear_pointwise(a, b, None, "none", [], "")
+        return _onednn_a_bt_op(a, b) if torch.compiler.is_compiling() else _onednn_a_bt(a, b)
     return a @ b.t()
 
 

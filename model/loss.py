@@ -12,8 +12,6 @@ in the mean, as in ``F.cross_entropy``.
 
 from __future__ import annotations
 
-import math
-
 import torch
 
 from model.cpu_gemm import mm_nt, weight_grad
@@ -31,36 +29,35 @@ class _LinearCrossEntropy(torch.autograd.Function):
     def forward(ctx, h: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
         n_rows, vocab = h.shape[0], weight.shape[0]
         valid = targets != IGNORE_INDEX
-        n_valid = int(valid.sum())
+        # No host syncs (.item()) and no data-dependent branches, so torch.compile traces it whole.
+        n_valid = valid.sum().clamp(min=1).float()
+        safe_targets = targets.clamp(min=0)[:, None]
         want_grad = ctx.needs_input_grad[0] or ctx.needs_input_grad[1]
         grad_h = torch.empty_like(h) if ctx.needs_input_grad[0] else None
         grad_w = torch.zeros_like(weight, dtype=torch.float32) if ctx.needs_input_grad[1] else None
-        log_n = math.log(max(n_valid, 1))
         loss_sum = torch.zeros((), dtype=torch.float32, device=h.device)
         rows = _chunk_rows(vocab)
         for start in range(0, n_rows, rows):
-            h_c, t_c, ok = h[start : start + rows], targets[start : start + rows], valid[start : start + rows]
-            all_ok = bool(ok.all())
-            t_safe = t_c if all_ok else t_c.clamp(min=0)
+            end = start + rows
+            h_c, t_c, ok = h[start:end], safe_targets[start:end], valid[start:end]
             logits = mm_nt(h_c, weight).float()
             lse = torch.logsumexp(logits, dim=-1)
-            nll = lse - logits.gather(1, t_safe[:, None])[:, 0]
-            loss_sum += nll.sum() if all_ok else nll[ok].sum()
+            nll = lse - logits.gather(1, t_c)[:, 0]
+            loss_sum += torch.where(ok, nll, 0.0).sum()
             if not want_grad:
                 continue
-            # softmax / n in place, then subtract onehot / n at the targets.
-            probs = logits.sub_((lse + log_n)[:, None]).exp_()
-            probs.scatter_add_(1, t_safe[:, None], torch.full_like(lse, -1.0 / max(n_valid, 1))[:, None])
-            if not all_ok:
-                probs[~ok] = 0.0
+            # (softmax - onehot) / n, in place: an ignored row's shift is +inf, so its exp is 0.
+            shift = torch.where(ok, lse + n_valid.log(), torch.inf)
+            probs = logits.sub_(shift[:, None]).exp_()
+            probs.scatter_add_(1, t_c, torch.where(ok, -1.0 / n_valid, 0.0)[:, None])
             if grad_h is not None:
-                grad_h[start : start + rows] = mm_nt(probs, weight.t())
+                grad_h[start:end] = mm_nt(probs, weight.t())
             if grad_w is not None:
                 grad_w += weight_grad(h_c.float(), probs)
         ctx.save_for_backward(*(g for g in (grad_h, grad_w) if g is not None))
         ctx.has = (grad_h is not None, grad_w is not None)
         ctx.weight_dtype = weight.dtype
-        return loss_sum / max(n_valid, 1)
+        return loss_sum / n_valid
 
     @staticmethod
     def backward(ctx, grad_loss: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor | None, None]:  # type: ignore[override]

@@ -24,7 +24,6 @@ from typing import Any
 import numpy as np
 import torch
 import torch.distributed as dist
-import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 
 from model.config import ModelConfig, TrainConfig
@@ -106,8 +105,8 @@ def evaluate(
         for x, y in eval_batches(stream, cfg.batch_size, cfg.seq_len, cfg.eval_batches):
             x, y = x.to(device), y.to(device)
             with autocast(device):
-                logits, _ = model(x)
-            nll += F.cross_entropy(logits.float().flatten(0, 1), y.flatten(), reduction="sum").item()
+                _, mean_nll = model(x, y)  # chunked: the (tokens x vocab) logits are never held
+            nll += mean_nll.item() * y.numel()
             n += y.numel()
         if n:
             per_source[source] = nll / n

@@ -83,3 +83,23 @@ def test_linear_cross_entropy_without_grad_and_frozen_weight() -> None:
     _reference_ce(h_ref.flatten(0, 1), w, targets.flatten()).backward()
     assert w.grad is None
     torch.testing.assert_close(h.grad, h_ref.grad, rtol=1e-4, atol=1e-6)
+
+
+def test_torch_compile_gives_the_eager_loss_and_gradients(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The oneDNN product is an opaque custom op under torch.compile; the chunked loss traces whole."""
+    from model.config import ModelConfig
+    from model.model import Transformer
+
+    monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(tmp_path / "inductor"))
+    torch.manual_seed(0)
+    model = Transformer(ModelConfig(vocab_size=97, n_layer=1, d_model=32, n_head=2, n_kv_head=1, max_seq_len=16))
+    idx, targets = torch.randint(0, 97, (2, 16)), torch.randint(0, 97, (2, 16))
+    _, eager = model(idx, targets)
+    eager.backward()
+    eager_grads = {n: p.grad.clone() for n, p in model.named_parameters()}
+    model.zero_grad(set_to_none=True)
+    _, compiled = torch.compile(model, fullgraph=True)(idx, targets)
+    compiled.backward()
+    torch.testing.assert_close(compiled, eager, rtol=1e-5, atol=1e-5)
+    for name, p in model.named_parameters():
+        torch.testing.assert_close(p.grad, eager_grads[name], rtol=1e-4, atol=1e-5, msg=name)
