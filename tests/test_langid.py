@@ -21,7 +21,7 @@ def _df(texts: list[str], sources: list[str] | None = None) -> pl.DataFrame:
     return pl.DataFrame({"id": [str(i) for i in range(n)], "text": texts, "source": sources or ["web"] * n})
 
 
-@pytest.mark.parametrize("model", ["lid176", "lingua75"])
+@pytest.mark.parametrize("model", ["lid176", "lingua75", "linear75"])
 def test_predict_offline_models(model):
     if not model_path(model).is_file():
         pytest.skip(f"{model} model file missing")
@@ -54,8 +54,9 @@ def test_per_language_thresholds():
     assert len(identify(df, LangIdConfig(keep=[], min_score=0.0)).kept) == 2
 
 
-def test_text_without_letters_has_no_language():
-    langs, scores = predict(["", "   ", "1234 5678"], "lingua75")
+@pytest.mark.parametrize("model", ["lingua75", "linear75"])
+def test_text_without_letters_has_no_language(model):
+    langs, scores = predict(["", "   ", "1234 5678"], model)
     assert langs == ["und"] * 3 and scores.tolist() == [0.0] * 3
     res = identify(_df(["", EN]), LangIdConfig(keep=[], min_score=0.0))
     assert res.kept["lang"].to_list() == ["und", "en"]
