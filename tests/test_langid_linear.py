@@ -69,6 +69,10 @@ def test_fit_save_load_predict(tmp_path, langs):
     pred2, prob2 = loaded.predict(texts)
     assert pred2 == pred and loaded.labels == sorted(langs)
     np.testing.assert_allclose(prob2, prob, atol=0.05)  # int8 weights and float16 idf
+    # The language stage takes a saved linear model by path, like a fastText file.
+    from pipeline.langid import predict
+
+    assert predict(texts, str(tmp_path / "m.npz"))[0] == gold
 
 
 def test_linear75_beats_the_target_on_held_out_sentences(shared_data):
