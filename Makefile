@@ -40,6 +40,8 @@ lint: install
 	$(BIN)/ruff check pipeline flows model tests benchmarks
 
 bench: install
+	# lingua-py, the comparison in benchmarks/langid.py (bench extra; not needed to run the pipeline).
+	$(BIN)/pip install -q "lingua-language-detector>=2"
 	@for b in benchmarks/*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
 
 clean:
