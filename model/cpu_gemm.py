@@ -16,7 +16,8 @@ import torch
 import torch.nn.functional as F
 
 _BACKENDS = ("onednn", "default")
-_backend = os.environ.get("REFINERY_CPU_GEMM", "onednn")
+# Checked once: torch.compile will not trace torch.backends.mkldnn.is_available().
+ONEDNN_AVAILABLE = torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_linear_pointwise")
 
 
 def set_cpu_gemm(backend: str) -> None:
@@ -27,24 +28,16 @@ def set_cpu_gemm(backend: str) -> None:
     _backend = backend
 
 
-def cpu_gemm() -> str:
-    return _backend
-
-
-# Checked once: torch.compile will not trace torch.backends.mkldnn.is_available().
-_ONEDNN = torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_linear_pointwise")
-
-
-def _onednn_available() -> bool:
-    return _ONEDNN
+_backend = "onednn"
+set_cpu_gemm(os.environ.get("REFINERY_CPU_GEMM", "onednn"))
 
 
 def _use_onednn(*tensors: torch.Tensor) -> bool:
     return (
-        _backend == "onednn"
+        ONEDNN_AVAILABLE
+        and _backend == "onednn"
         and all(t.device.type == "cpu" and t.dtype == torch.float32 for t in tensors)
         and not torch.is_autocast_enabled("cpu")
-        and _onednn_available()
     )
 
 

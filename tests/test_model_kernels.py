@@ -3,6 +3,8 @@ must give PyTorch's own results (values and gradients) to float32 rounding."""
 
 from __future__ import annotations
 
+import os
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -42,10 +44,19 @@ def test_cpu_gemm_backend_switch_and_validation() -> None:
         assert y.grad_fn is not None and "OneDnn" not in type(y.grad_fn).__name__
     finally:
         set_cpu_gemm("onednn")
-    if cpu_gemm._onednn_available():
+    if cpu_gemm.ONEDNN_AVAILABLE:
         assert "OneDnn" in type(linear(x, w.requires_grad_()).grad_fn).__name__
     with pytest.raises(ValueError, match="onednn"):
         set_cpu_gemm("mkl-fast")
+    # A bad REFINERY_CPU_GEMM fails at import with the same message, not silently.
+    import subprocess
+    import sys
+
+    env = {**os.environ, "REFINERY_CPU_GEMM": "fast"}
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    cmd = [sys.executable, "-c", "import model.cpu_gemm"]
+    proc = subprocess.run(cmd, env=env, cwd=root, capture_output=True, text=True)
+    assert proc.returncode != 0 and "must be one of" in proc.stderr
 
 
 def _reference_ce(h: torch.Tensor, w: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
