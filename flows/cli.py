@@ -14,6 +14,7 @@ from rich.table import Table
 
 import flows  # noqa: F401  (sets Prefect environment defaults before Prefect is imported)
 from flows import progress as progress_mod
+from flows.cli_options import InputsOption, SourcesOption
 from flows.commands import register_all
 
 app = typer.Typer(
@@ -57,12 +58,8 @@ def _fail(message: str) -> None:
 @app.command()
 def run(
     recipe: Annotated[str, typer.Option(help="Built-in recipe name or a YAML file.")] = "default",
-    inputs: Annotated[
-        list[str] | None, typer.Option("--input", "-i", help="File, folder or glob (repeatable).")
-    ] = None,
-    sources: Annotated[
-        list[str] | None, typer.Option("--source", help="NAME=PATH: read PATH with source NAME.")
-    ] = None,
+    inputs: InputsOption = None,
+    sources: SourcesOption = None,
     out: Annotated[Path | None, typer.Option(help="Run folder (default runs/sample for the sample data).")] = None,
     cache_dir: Annotated[
         Path | None, typer.Option(help="Work cache (default OUT/cache); share it between runs.")

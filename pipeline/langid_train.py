@@ -130,16 +130,15 @@ def fit_linear(rows: list[tuple[str, str, str]], c: float = 0.5, keep: float = 0
     temperature = _fit_temperature(_as_matrix(first.decision_function(x[calib])), y[calib])
 
     svm = LinearSVC(C=c, random_state=seed).fit(x, y)
-    w = _as_matrix(svm.coef_).T.astype(np.float32)
-    bias = np.atleast_1d(svm.intercept_).astype(np.float32)
-    if len(labels) == 2:  # sklearn keeps one column for two classes: score of the second
-        w, bias = np.hstack([-w / 2, w / 2]), np.array([-bias[0] / 2, bias[0] / 2], dtype=np.float32)
+    w, bias = svm.coef_.T.astype(np.float32), svm.intercept_.astype(np.float32)
+    if len(labels) == 2:  # sklearn keeps one score, the second class's: split it as (-s/2, s/2)
+        w, bias = np.hstack([-w / 2, w / 2]), np.concatenate([-bias / 2, bias / 2])
     w[np.abs(w) < np.quantile(np.abs(w), 1 - keep)] = 0.0
     return LinearLangId(labels, sp.csr_matrix(w), bias, char_idf, word_idf, temperature)
 
 
 def _as_matrix(a):
-    """sklearn returns one column for a two-class problem; make it (rows, 2) scores."""
+    """A two-class score vector s becomes columns (-s/2, s/2); anything else is returned as is."""
     import numpy as np
 
     a = np.asarray(a)

@@ -8,6 +8,8 @@ from typing import Annotated, Any
 
 import typer
 
+from flows.cli_options import InputsOption, SourcesOption
+
 EXIT_USAGE = 2
 
 
@@ -23,12 +25,8 @@ def register(app: typer.Typer) -> None:
     def ablate(
         plan: Annotated[str, typer.Option("--plan", help="Built-in plan (scale, quality, diversity, dedup) or YAML.")],
         out: Annotated[Path, typer.Option("--out", help="Ablation folder.")] = Path("runs/ablation"),
-        inputs: Annotated[
-            list[str] | None, typer.Option("--input", "-i", help="File, folder or glob (repeatable).")
-        ] = None,
-        sources: Annotated[
-            list[str] | None, typer.Option("--source", help="NAME=PATH: read PATH with source NAME.")
-        ] = None,
+        inputs: InputsOption = None,
+        sources: SourcesOption = None,
         eval_inputs: Annotated[
             list[str] | None,
             typer.Option(
