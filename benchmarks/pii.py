@@ -35,7 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import polars as pl  # noqa: E402
 
-from pipeline.pii import PiiConfig, _candidates, get_analyzer, remove_pii, scan  # noqa: E402
+from pipeline.pii import PiiConfig, find_pii, get_analyzer, remove_pii  # noqa: E402
 from pipeline.pii_planted import ENTITIES, planted_corpus  # noqa: E402
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
@@ -86,7 +86,7 @@ def frame(texts: list[str], sources: list[str]) -> pl.DataFrame:
 
 
 def findings(texts: list[str], sources: list[str], cfg: PiiConfig) -> list[list]:
-    return scan(texts, sources, [_candidates(t, cfg) for t in texts], cfg)
+    return find_pii(texts, sources, cfg)  # the stage's detection, obfuscated and encoded forms included
 
 
 def _warm() -> None:
@@ -204,6 +204,7 @@ def main() -> None:
     # naive presidio over whole documents, on slices of the same text (books and code alike)
     compare(ptexts, sources, cfg, args.naive_mb, "planted set")
     compare(base, sources, cfg, args.naive_mb, "clean text")
+    columns(base, sources, cfg, args.seed)
 
 
 def compare(texts: list[str], sources: list[str], cfg: PiiConfig, naive_mb: float, label: str) -> None:
@@ -234,6 +235,64 @@ def compare(texts: list[str], sources: list[str], cfg: PiiConfig, naive_mb: floa
     mb = size / 1e6
     print(f"  {label}, {mb:.2f} MB: refinery {mb / ours:.2f} MB/s, naive presidio {mb / naive:.2f} MB/s, "
           f"speed-up {naive / ours:.1f}x (CPU time {naive_cpu / ours_cpu:.1f}x)  [target >= 20x]")  # fmt: skip
+
+
+def real_columns(sources: list[str]) -> tuple[list[str | None], list[str], list[str]]:
+    """url, path and meta for documents of ``sources``, from the shared data's real records: book chunks get their
+    manifest entries in turn, code files the code files' repository metadata and GitHub URLs."""
+    books = [json.loads(line) for line in (DATA / "books" / "manifest.jsonl").read_text(encoding="utf-8").splitlines()]
+    code = []
+    with gzip.open(DATA / "code" / "code_files.jsonl.gz", "rt", encoding="utf-8") as f:
+        for line in f:
+            rec = json.loads(line)
+            rec.pop("content")
+            code.append(rec)
+    urls: list[str | None] = []
+    paths: list[str] = []
+    metas: list[str] = []
+    for i, src in enumerate(sources):
+        rec = books[i % len(books)] if src == "book" else code[i % len(code)]
+        urls.append(None if src == "book" else f"https://github.com/{rec['repo']}/blob/{rec['commit']}/{rec['path']}")
+        paths.append(rec.get("file") or rec["path"])
+        metas.append(json.dumps(rec, sort_keys=True, ensure_ascii=False))
+    return urls, paths, metas
+
+
+def columns(base: list[str], sources: list[str], cfg: PiiConfig, seed: int) -> None:
+    """Every column: false positives in real URLs and metadata, planted records (PII in the URL query, the URL's
+    credentials, metadata fields, obfuscated forms in the text) read by the JSONL reader, and what scanning
+    url/path/meta costs on top of the text."""
+    import tempfile
+
+    from pipeline.ingest import discover, read_file
+    from pipeline.pii import redact_columns
+    from pipeline.pii_planted import planted_jsonl_records, planted_leaks
+
+    urls, paths, metas = real_columns(sources)
+    df = frame(base, sources).with_columns(
+        pl.Series("url", urls, dtype=pl.String), pl.Series("path", paths), pl.Series("meta", metas)
+    )
+    _, counts = redact_columns(df.drop("text"), cfg)
+    print(f"  columns: {int(counts.sum())} findings in the real url/path/meta of {df.height} clean docs   [target 0]")
+    records, planted = planted_jsonl_records(random.Random(seed), 200, base=[t[:2000] for t in base[:200]])
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "planted.jsonl"
+        path.write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
+        files, _ = discover([(None, str(path))])
+        docs, _ = read_file(files[0])
+    kept = remove_pii(docs, cfg).kept
+    blob = "\n".join(str(v) for c in kept.columns if c != "id" for v in kept[c].to_list())
+    left = planted_leaks(blob, planted)
+    print(f"  columns: planted records {len(records)}, values {len(planted)}, left after the stage: {len(left)}"
+          "   [target 0]")  # fmt: skip
+    mb = sum(len(t.encode()) for t in base) / 1e6
+    for label, data in (("text only", frame(base, sources)), ("with url/path/meta", df)):
+        best = float("inf")
+        for _ in range(3):
+            t0 = time.perf_counter()
+            remove_pii(data, cfg)
+            best = min(best, time.perf_counter() - t0)
+        print(f"  refinery remove_pii, 1 process, {label}: {mb / best:8.2f} MB/s on the clean text ({mb:.2f} MB)")
 
 
 if __name__ == "__main__":

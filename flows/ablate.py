@@ -29,10 +29,10 @@ import pipeline
 from flows import tasks
 from flows.ablation_plan import AblationPlan, Arm, PlanError, load_plan, parse_plan
 from flows.cache import WorkUnit, clean_staging, code_version, make_key
-from flows.curate import _file_dict, group_files, merge_stats
+from flows.curate import group_files, merge_stats
+from flows.run_folder import RunFolder, check_run_folder, lock_cache
 from flows.runners import task_runner
 from flows.stages import STAGES, StageKind
-from pipeline.atomic import atomic_write_parquet
 from pipeline.ingest import discover
 
 Say = Callable[[str], None]
@@ -79,7 +79,7 @@ def _ingest(inputs: list[list[Any]], cache: str) -> list[dict[str, Any]]:
     params = STAGES["ingest"].config_cls()().model_dump(mode="json")
     files, _ = discover([(s, p) for s, p in inputs])
     groups = group_files(files, int(params["shard_mb"] * 1_000_000), params["max_files_per_shard"])
-    file_dicts = [[_file_dict(f) for f in g] for g in groups]
+    file_dicts = [[f.to_dict() for f in g] for g in groups]
     return _map(tasks.ingest_shard, [(i, fs, params, cache) for i, fs in enumerate(file_dicts)])
 
 
@@ -452,15 +452,37 @@ def run_ablation(
     say: Say = _stderr,
 ) -> dict[str, Any]:
     """Run ``plan`` over ``inputs`` ([source or None, path] pairs) into ``out``; returns the summary
-    (also written to ``out/summary.json``) after writing ``results.parquet`` and ``report/``."""
+    (also written to ``out/summary.json``, last: the commit point) after ``results.parquet`` and ``report/``.
+    Raises ``flows.run_folder.RunFolderError`` (touching nothing) when ``out`` is not a folder it may write."""
+    out_dir = Path(out)
+    cache = str(Path(cache_dir) if cache_dir else out_dir / "cache")
+    every_input = [p for _, p in inputs] + [p for _, p in eval_inputs or []]
+    folder = check_run_folder(out_dir, cache_dir, every_input, kind="ablation")
+    folder.claim(Path(cache))
+    cache_lock = None
+    try:
+        cache_lock = lock_cache(Path(cache), out_dir)
+        clean_staging(Path(cache))
+        return _run_ablation(plan, inputs, folder, eval_inputs, cache, say)
+    finally:
+        if cache_lock is not None:
+            cache_lock.release()
+        folder.release()
+
+
+def _run_ablation(
+    plan: AblationPlan,
+    inputs: list[list[Any]],
+    folder: RunFolder,
+    eval_inputs: list[list[Any]] | None,
+    cache: str,
+    say: Say,
+) -> dict[str, Any]:
     from pipeline.ablation_analysis import analyse
     from pipeline.ablation_report import write_ablation_report
 
     started = time.perf_counter()
-    out_dir = Path(out)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    cache = str(Path(cache_dir) if cache_dir else out_dir / "cache")
-    clean_staging(Path(cache))
+    out_dir = folder.root
     eval_params = plan.eval.model_dump(mode="json")
 
     say(f"ablation {plan.name}: ingest and base curation")
@@ -576,7 +598,7 @@ def run_ablation(
         )
 
     results = pl.DataFrame(rows, infer_schema_length=None).with_columns(pl.col("bpb").cast(pl.Float64))
-    atomic_write_parquet(out_dir / "results.parquet", results)
+    folder.write("results.parquet", lambda tmp: results.write_parquet(tmp, compression="zstd", statistics=True))
     analysis = analyse(
         results,
         baseline=baseline.name,
@@ -610,8 +632,9 @@ def run_ablation(
         "analysis": analysis,
         "seconds": round(time.perf_counter() - started, 1),
     }
-    tasks.write_json(out_dir / "summary.json", summary)
     write_ablation_report(out_dir, summary, results)
+    folder.track("report")
+    folder.finish(summary)
     say(f"report: {out_dir / 'report' / 'index.html'}")
     return summary
 

@@ -23,12 +23,27 @@ import itertools
 import re
 from fractions import Fraction
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from flows.recipe import RecipeError, parse_recipe, read_named_yaml
+from flows.recipe import RecipeError, describe_errors, parse_recipe, parse_stages, read_named_yaml
 from flows.stages import STAGES, StageKind
+from pipeline.bounds import (
+    MAX_DOC_CHARS,
+    BatchSize,
+    EvalBatches,
+    Float,
+    GradClip,
+    Int,
+    LearningRate,
+    Seed,
+    SeqLen,
+    Threads,
+    WeightDecay,
+    ZeroToOne,
+    field_error,
+)
 
 PLAN_DIR = Path(__file__).parent / "plans"
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@=<>/-]*$")
@@ -58,8 +73,9 @@ def parse_stage_list(items: list[Any], where: str) -> list[dict[str, Any]]:
                 f"stage {name!r} cannot be part of {where} "
                 "(ingest, tokenizer, shards, training and report are set by the plan)"
             )
+    parse_stages(items, where="")  # "[i].stage.key: ..." errors, located in this list (parse_plan adds where)
     try:
-        recipe = parse_recipe({"name": where, "stages": ["ingest", *items]})
+        recipe = parse_recipe({"name": where, "stages": ["ingest", *items]})  # stage order and duplicates
     except RecipeError as err:
         raise ValueError(str(err).removeprefix("invalid recipe: ").removeprefix("recipe: ")) from None
     return [{"name": s.name, "params": s.config.model_dump(mode="json")} for s in recipe.stages[1:]]
@@ -71,17 +87,18 @@ class TrainSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     preset: str = "nano"
-    batch_size: int = Field(8, gt=0)
-    seq_len: int = Field(128, gt=0)
-    lr: float = Field(3e-3, gt=0)
-    min_lr_ratio: float = Field(0.1, ge=0, le=1)
-    warmup_fraction: float = Field(0.1, ge=0, lt=1, description="warmup steps as a share of the arm's steps")
-    weight_decay: float = Field(0.1, ge=0)
-    grad_clip: float = Field(1.0, ge=0)
-    evals: int = Field(5, gt=0, description="validation points on each loss curve")
-    eval_batches: int = Field(12, gt=0, description="max validation batches per source")
-    threads: int | None = Field(1, gt=0, description="torch CPU threads per training run")
-    max_epochs: float = Field(64.0, gt=0, description="a source repeated more often is an error")
+    # The same bounds as model.config.TrainConfig: each arm's settings become one.
+    batch_size: BatchSize = 8
+    seq_len: SeqLen = 128
+    lr: LearningRate = 3e-3
+    min_lr_ratio: ZeroToOne = 0.1
+    warmup_fraction: Float = Field(0.1, ge=0.0, lt=1.0, description="warmup steps as a share of the arm's steps")
+    weight_decay: WeightDecay = 0.1
+    grad_clip: GradClip = 1.0
+    evals: Int = Field(5, gt=0, le=10_000, description="validation points on each loss curve")
+    eval_batches: EvalBatches = 12
+    threads: Threads | None = Field(1, description="torch CPU threads per training run")
+    max_epochs: Float = Field(64.0, gt=0.0, le=1e6, description="a source repeated more often is an error")
 
     @field_validator("preset")
     @classmethod
@@ -96,29 +113,38 @@ class EvalSettings(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    fraction: float = Field(0.1, gt=0, lt=1, description="share of each source's document groups held out")
-    max_docs_per_source: int = Field(40, gt=0, description="held-out document groups per source, at most")
-    min_docs_per_source: int = Field(1, ge=1, description="held out even from a source of few groups (2+)")
+    fraction: Float = Field(0.1, gt=0.0, lt=1.0, description="share of each source's document groups held out")
+    max_docs_per_source: Int = Field(40, gt=0, le=1_000_000, description="held-out document groups per source, at most")
+    min_docs_per_source: Int = Field(
+        1, ge=1, le=1_000_000, description="held out even from a source of few groups (2+)"
+    )
     # Evaluation documents are cut to this many characters (None: whole), so the tokens a model scores
     # (eval_batches x batch x seq_len per source, from the start of the stream) span many documents
     # instead of the first chapters of one book. Whole documents are still removed from training.
-    max_doc_chars: int | None = Field(3000, gt=0)
-    ngram: int = Field(13, ge=3, description="word n-gram length of the overlap check against training data")
+    max_doc_chars: Int | None = Field(3000, gt=0, le=MAX_DOC_CHARS)
+    ngram: Int = Field(13, ge=3, le=1000, description="word n-gram length of the overlap check against training data")
     # A training document whose word n-grams are at least this share evaluation n-grams is removed
     # from every arm: a near copy of evaluation text. A share, not one hit, so a licence header or a
     # Gutenberg boilerplate line shared with one evaluation document does not remove a whole source.
-    max_overlap: float = Field(0.2, gt=0, le=1)
-    seed: int = 0
+    max_overlap: Float = Field(0.2, gt=0.0, le=1.0)
+    seed: Seed = 0
+
+    @model_validator(mode="after")
+    def _min_le_max(self) -> EvalSettings:
+        if self.min_docs_per_source > self.max_docs_per_source:
+            msg = f"{self.min_docs_per_source} is above max_docs_per_source={self.max_docs_per_source}"
+            raise field_error("min_docs_per_source", msg, self.min_docs_per_source)
+        return self
 
 
 class GenerationSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     prompts: list[str] = Field(default_factory=lambda: ["The", "Once upon a time", "In the year 1850,", "def main("])
-    max_new_tokens: int = Field(32, gt=0)
-    temperature: float = Field(0.8, ge=0)
-    top_p: float = Field(0.9, gt=0, le=1)
-    seed: int = 0
+    max_new_tokens: Int = Field(32, gt=0, le=1_000_000)
+    temperature: Float = Field(0.8, ge=0.0, le=100.0, description="0: greedy")
+    top_p: Float = Field(0.9, gt=0.0, le=1.0)
+    seed: Seed = 0
 
 
 class QualityLevel(BaseModel):
@@ -151,16 +177,17 @@ class ScaleAxis(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    fractions: list[float] | None = None
-    tokens: list[int] | None = None
+    # "<= 1" is checked below, for its message that says what the fraction is of.
+    fractions: list[Annotated[Float, Field(gt=0.0)]] | None = None
+    tokens: list[Annotated[Int, Field(gt=0, le=2**53)]] | None = None
 
     @model_validator(mode="after")
     def _one_of(self) -> ScaleAxis:
         values = self.fractions if self.tokens is None else self.tokens
         if (self.fractions is None) == (self.tokens is None):
             raise ValueError("the scale axis sets exactly one of `fractions` or `tokens`")
-        if not values or any(v <= 0 for v in values):
-            raise ValueError("scale values must be > 0")
+        if not values:
+            raise ValueError("the scale axis needs at least one value")
         if len(set(values)) != len(values):
             raise ValueError("scale values must be distinct")
         if self.fractions is not None and any(f > 1 for f in self.fractions):
@@ -177,7 +204,7 @@ class MixtureLevel(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     name: str
-    weights: dict[str, float]
+    weights: dict[str, Annotated[Float, Field(ge=0.0)]]
 
     @field_validator("name")
     @classmethod
@@ -187,7 +214,7 @@ class MixtureLevel(BaseModel):
     @field_validator("weights")
     @classmethod
     def _weights(cls, v: dict[str, float]) -> dict[str, float]:
-        if any(w < 0 for w in v.values()) or not any(w > 0 for w in v.values()):
+        if not any(w > 0 for w in v.values()):
             raise ValueError("mixture weights must be >= 0 with at least one > 0")
         return v
 
@@ -263,10 +290,12 @@ class AblationPlan(BaseModel):
     name: str = "custom"
     description: str = ""
     baseline: str | None = Field(None, description="arm the others are compared with (default: the first)")
-    seeds: list[int] = Field(default_factory=lambda: [0, 1, 2])
-    tokens: int | None = Field(None, gt=0, description="training tokens per arm at scale 1; null: smallest arm's")
+    seeds: list[Seed] = Field(default_factory=lambda: [0, 1, 2])
+    tokens: Int | None = Field(
+        None, gt=0, le=2**53, description="training tokens per arm at scale 1; null: smallest arm's"
+    )
     test: Literal["welch", "paired"] = "welch"
-    alpha: float = Field(0.05, gt=0, lt=1)
+    alpha: Float = Field(0.05, gt=0.0, lt=1.0)
     # Base curation shared by every arm, run before the evaluation set is held out.
     curation: list[Any] = Field(
         default_factory=lambda: ["normalize", {"langid": {"keep": ["en"]}}], validate_default=True
@@ -357,7 +386,7 @@ def _tokenizer_params(v: dict[str, Any]) -> dict[str, Any]:
     try:
         return STAGES["tokenizer"].config_cls()(**v).model_dump(mode="json")
     except ValidationError as err:
-        raise ValueError("; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in err.errors())) from None
+        raise ValueError("; ".join(describe_errors(err))) from None
 
 
 def parse_plan(data: Any) -> AblationPlan:
@@ -376,7 +405,8 @@ def parse_plan(data: Any) -> AblationPlan:
                 msg = f"unknown {'axis' if loc.startswith('axes.') and loc.count('.') == 1 else 'key'} {key!r}"
                 if loc.startswith("axes.") and loc.count(".") == 1:
                     msg += f" (known axes: {', '.join(Axes.model_fields)})"
-            msgs.append(f"{loc}: {msg}" if loc else msg)
+            # A stage list's own errors start with the item's index: "curation[0].filter.min_words: ...".
+            msgs.append(f"{loc}{msg}" if msg.startswith("[") else f"{loc}: {msg}" if loc else msg)
         raise PlanError("invalid plan: " + "; ".join(msgs)) from None
 
 

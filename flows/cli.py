@@ -14,7 +14,7 @@ from rich.table import Table
 
 import flows  # noqa: F401  (sets Prefect environment defaults before Prefect is imported)
 from flows import progress as progress_mod
-from flows.cli_options import InputsOption, SourcesOption
+from flows.cli_options import InputsOption, SourcesOption, fail
 from flows.commands import register_all
 
 app = typer.Typer(
@@ -24,7 +24,6 @@ console = Console(stderr=True)
 SAMPLE_DATA = Path(__file__).resolve().parent.parent / "sample_data"
 # The corpus folders of sample_data/ (its _src/ holds the authored sources the containers are built from).
 SAMPLE_FOLDERS = ("web", "books", "code", "misc")
-EXIT_USAGE = 2
 
 
 class RichProgress(progress_mod.Progress):
@@ -48,11 +47,6 @@ class RichProgress(progress_mod.Progress):
                 completed=self.totals[stage],
                 description=f"{stage}: {summary['docs_out']:,} kept, {summary['docs_rejected']:,} rejected",
             )
-
-
-def _fail(message: str) -> None:
-    console.print(f"[bold red]error:[/] {message}")
-    raise typer.Exit(EXIT_USAGE)
 
 
 @app.command()
@@ -80,23 +74,26 @@ def run(
     try:
         rec = load_recipe(recipe, seed=seed)
     except RecipeError as err:
-        _fail(str(err))
+        fail(str(err))
     pairs: list[tuple[str | None, str]] = [(None, p) for p in inputs or []]
     for arg in sources or []:
         src, path = parse_input_arg(arg)
         if src is None:
-            _fail(f"--source expects NAME=PATH, got {arg!r}")
+            fail(f"--source expects NAME=PATH, got {arg!r}")
         pairs.append((src, path))
     if not pairs:
         pairs = [(None, str(SAMPLE_DATA / d)) for d in SAMPLE_FOLDERS]
         out = out or Path("runs/sample")
     out = out or Path("runs/run")
     if workers and dask_address:
-        _fail("give either --workers or --dask-address, not both")
+        fail("give either --workers or --dask-address, not both")
+    from flows.run_folder import RunFolderError, check_run_folder
+
     try:
         discover(pairs)  # fail fast on a missing path, before Prefect starts
-    except (FileNotFoundError, ValueError) as err:
-        _fail(str(err))
+        check_run_folder(out, cache_dir, [p for _, p in pairs])
+    except (FileNotFoundError, ValueError, RunFolderError) as err:
+        fail(str(err))
 
     if not verbose:
         os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
@@ -115,8 +112,11 @@ def run(
     )
     progress_mod.set_progress(RichProgress(bar))
     console.print(f"[bold]refinery[/] recipe [cyan]{rec.name}[/] -> {out}")
-    with bar:
-        manifest = flow_fn(rec.as_dict(), [list(p) for p in pairs], str(out), str(cache_dir) if cache_dir else None)
+    try:
+        with bar:
+            manifest = flow_fn(rec.as_dict(), [list(p) for p in pairs], str(out), str(cache_dir) if cache_dir else None)
+    except RunFolderError as err:  # another run took the folder between the check and the flow
+        fail(str(err))
     _summary(manifest, out)
 
 
@@ -164,7 +164,7 @@ def show_recipe(recipe: str) -> None:
     try:
         rec = load_recipe(recipe)
     except RecipeError as err:
-        _fail(str(err))
+        fail(str(err))
     print(yaml.safe_dump(rec.as_dict(), sort_keys=False))
 
 

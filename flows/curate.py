@@ -7,7 +7,6 @@ cached by content (see ``flows.cache``), so a rerun resumes where a killed run s
 
 from __future__ import annotations
 
-import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -20,9 +19,9 @@ from flows import tasks
 from flows.artifacts import RunArtifacts
 from flows.cache import clean_staging, code_version
 from flows.progress import progress
+from flows.run_folder import RunFolder, check_run_folder, lock_cache, prune_cache
 from flows.runners import task_runner
 from flows.stages import STAGES, StageKind
-from pipeline.atomic import atomic_write
 from pipeline.ingest import InputFile, discover
 
 # Rough text expansion of compressed inputs, so a shard of .gz files is not four times too big.
@@ -38,7 +37,7 @@ def group_files(files: list[InputFile], shard_bytes: int, max_files: int) -> lis
     current: list[InputFile] = []
     size = 0
     for f in files:
-        est = f.size * _EXPANSION.get(f.path.suffix, 1)
+        est = max(f.size, 0) * _EXPANSION.get(f.path.suffix, 1)  # problem entries have size -1
         if current and (size + est > shard_bytes or len(current) >= max_files):
             groups.append(current)
             current, size = [], 0
@@ -104,28 +103,6 @@ def merge_stats(refs: list[dict[str, Any]]) -> dict[str, Any]:
     return merged
 
 
-def _publish_parts(folder: Path, named_sources: dict[str, Path]) -> None:
-    """Make ``folder`` hold exactly ``named_sources`` (name -> cached file), each copied atomically."""
-    folder.mkdir(parents=True, exist_ok=True)
-    for name, src in named_sources.items():
-        atomic_write(folder / name, lambda tmp, src=src: shutil.copyfile(src, tmp))
-    for stale in folder.iterdir():
-        if stale.name not in named_sources:
-            stale.unlink() if stale.is_file() else shutil.rmtree(stale)
-
-
-def clean_partial_outputs(out_dir: Path) -> None:
-    """Remove what a killed run may leave half-written in the run folder: ``atomic_write`` temporaries
-    (``.NAME.*.tmp``) and ``copy_tree``'s ``.NAME.tmp`` / ``.NAME.old`` folders. Finished files are
-    only ever replaced by rename, so nothing else can be partial."""
-    if not out_dir.is_dir():
-        return
-    for folder in [out_dir, *(p for p in out_dir.iterdir() if p.is_dir() and p.name != "cache")]:
-        for p in folder.iterdir():
-            if p.name.startswith(".") and (p.name.endswith(".tmp") or p.name.endswith(".old")):
-                shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink(missing_ok=True)
-
-
 @flow(
     name="refinery-curate",
     task_runner=task_runner(),
@@ -135,12 +112,28 @@ def clean_partial_outputs(out_dir: Path) -> None:
     result_serializer="json",
 )
 def curate(recipe: dict[str, Any], inputs: list[list[Any]], out: str, cache_dir: str | None = None) -> dict:
-    """Run ``recipe`` (as from ``Recipe.as_dict()``) over ``inputs`` ([source or None, path] pairs) into ``out``."""
+    """Run ``recipe`` (as from ``Recipe.as_dict()``) over ``inputs`` ([source or None, path] pairs) into ``out``.
+
+    Raises ``flows.run_folder.RunFolderError`` (touching nothing) when ``out`` is not a folder this run
+    may write, lies inside an input, or another run holds it or the cache.
+    """
     out_dir = Path(out)
     cache = Path(cache_dir) if cache_dir else out_dir / "cache"
-    out_dir.mkdir(parents=True, exist_ok=True)
-    clean_staging(cache)
-    clean_partial_outputs(out_dir)
+    folder = check_run_folder(out_dir, cache_dir, [p for _, p in inputs])
+    folder.claim(cache)
+    cache_lock = None
+    try:
+        cache_lock = lock_cache(cache, out_dir)
+        clean_staging(cache)
+        return _curate(folder, recipe, inputs, cache)
+    finally:
+        if cache_lock is not None:
+            cache_lock.release()
+        folder.release()
+
+
+def _curate(folder: RunFolder, recipe: dict[str, Any], inputs: list[list[Any]], cache: Path) -> dict:
+    out_dir = folder.root
     stages = recipe["stages"]
     artifacts = RunArtifacts(recipe.get("name", "custom"), len(stages))
     cache_s = str(cache)
@@ -151,6 +144,9 @@ def curate(recipe: dict[str, Any], inputs: list[list[Any]], out: str, cache_dir:
         "stages": [],
     }
     summaries = manifest["stages"]
+    pii_params = next((s["params"] for s in stages if s["name"] == "pii"), None)
+    # Unit folders made once the text is free of personal data: the only ones an in-folder cache keeps.
+    clean_units: list[str] = []
 
     # --- ingest -----------------------------------------------------------------------------
     ingest_params = stages[0]["params"]
@@ -160,7 +156,7 @@ def curate(recipe: dict[str, Any], inputs: list[list[Any]], out: str, cache_dir:
     groups = group_files(files, int(shard_mb * 1_000_000), max_files)
     progress().start("ingest", len(groups))
     futures = [
-        tasks.ingest_shard.submit(i, [_file_dict(f) for f in g], ingest_params, cache_s) for i, g in enumerate(groups)
+        tasks.ingest_shard.submit(i, [f.to_dict() for f in g], ingest_params, cache_s) for i, g in enumerate(groups)
     ]
     refs = _gather(futures, "ingest")
     summaries.append(_stage_summary("ingest", refs, time.perf_counter() - start, artifacts=artifacts))
@@ -174,6 +170,8 @@ def curate(recipe: dict[str, Any], inputs: list[list[Any]], out: str, cache_dir:
     extra_outputs: dict[str, Any] = {}
     tok_ref = None
     shard_refs: list[dict[str, Any]] = []
+    pii_done = False  # the text of every unit made from here on is free of personal data
+    raw_parts = set(rejected_parts)  # rejected parts made before or by `pii`: redacted before publishing
     for spec in stages[1:]:
         name, params, kind = spec["name"], spec["params"], STAGES[spec["name"]].kind
         start = time.perf_counter()
@@ -185,6 +183,7 @@ def curate(recipe: dict[str, Any], inputs: list[list[Any]], out: str, cache_dir:
             summaries.append(
                 _stage_summary(name, refs, time.perf_counter() - start, merge_stats(refs), artifacts=artifacts)
             )
+            pii_done = pii_done or name == "pii"
             if name == "langid":  # rows rejected so far never met the language stage: label them too
                 rejected_parts = {
                     part: Path(tasks.label_rejected_task(part, params, str(path), cache_s))
@@ -202,14 +201,17 @@ def curate(recipe: dict[str, Any], inputs: list[list[Any]], out: str, cache_dir:
             )
             # this run's index (kept documents' signatures), so a later run can dedup against DIR
             if (Path(clusters["dir"]) / "index").is_dir():
-                tasks.copy_tree(Path(clusters["dir"]) / "index", out_dir / "dedup_index")
+                folder.publish_tree("dedup_index", Path(clusters["dir"]) / "index")
             summaries.append(
                 _stage_summary(name, refs, time.perf_counter() - start, clusters.get("stats"), artifacts=artifacts)
             )
+            if pii_done:
+                clean_units.extend([*(r["dir"] for r in sig_refs), clusters["dir"]])
         elif kind == StageKind.TOKENIZER:
             progress().start(name, 1)
             tok_ref = tasks.train_tokenizer_task(params, refs, cache_s)
-            tasks.copy_tree(Path(tok_ref["dir"]), out_dir / "tokenizer")
+            clean_units.append(tok_ref["dir"])
+            folder.publish_tree("tokenizer", Path(tok_ref["dir"]))
             summaries.append(
                 _stage_summary(name, [tok_ref], time.perf_counter() - start, tok_ref["stats"], artifacts=artifacts)
             )
@@ -229,8 +231,9 @@ def curate(recipe: dict[str, Any], inputs: list[list[Any]], out: str, cache_dir:
                 ),
                 name,
             )
-            extra_outputs["shards"] = _publish_shards(out_dir / "shards", shard_refs, tok_ref)
+            extra_outputs["shards"] = _publish_shards(folder, shard_refs, tok_ref)
             metrics_ref = tasks.tokenizer_metrics_task(params, refs, tok_ref, split_ref, cache_s)
+            clean_units.extend([split_ref["dir"], metrics_ref["dir"], *(r["dir"] for r in shard_refs)])
             extra_outputs["tokenizer_metrics"] = metrics_ref["stats"]
             progress().advance(name)
             summaries.append(
@@ -241,22 +244,32 @@ def curate(recipe: dict[str, Any], inputs: list[list[Any]], out: str, cache_dir:
         elif kind == StageKind.TRAIN:
             progress().start(name, params.get("steps", 1))
             train_ref = tasks.train_task(params, str(out_dir / "shards"), [r["key"] for r in shard_refs], cache_s)
-            tasks.copy_tree(Path(train_ref["dir"]), out_dir / "model")
+            folder.publish_tree("model", Path(train_ref["dir"]))
+            clean_units.append(train_ref["dir"])
             docs = sum(r["docs_out"] for r in shard_refs)
             train_ref.update(docs_in=docs, docs_out=docs, rejected=0)
             summaries.append(
                 _stage_summary(name, [train_ref], time.perf_counter() - start, train_ref["stats"], artifacts=artifacts)
             )
         if kind in (StageKind.DOCS, StageKind.DEDUP):
-            rejected_parts.update(
-                {f"{name}-{r['index']:05d}.parquet": Path(r["dir"]) / "rejected.parquet" for r in refs if r["rejected"]}
-            )
+            parts = {f"{name}-{r['index']:05d}.parquet": Path(r["dir"]) / "rejected.parquet" 
+                     for r in refs if r["rejected"]}  # fmt: skip
+            rejected_parts.update(parts)
+            if not pii_done or name == "pii":
+                raw_parts |= set(parts)
+            if pii_done:
+                clean_units.extend(r["dir"] for r in refs)
 
     # --- outputs ------------------------------------------------------------------------------
-    _publish_parts(
-        out_dir / "documents", {f"part-{r['index']:05d}.parquet": Path(r["dir"]) / "docs.parquet" for r in refs}
-    )
-    _publish_parts(out_dir / "rejected", rejected_parts)
+    if pii_params is not None:
+        # Rows dropped before `pii` still hold their raw text: the same detection and policy redact them.
+        rejected_parts = {
+            part: Path(tasks.redact_rejected_task(part, pii_params, str(path), cache_s)) if part in raw_parts else path
+            for part, path in rejected_parts.items()
+        }
+        clean_units.extend(str(p.parent) for p in rejected_parts.values())
+    folder.publish_dir("documents", {f"part-{r['index']:05d}.parquet": Path(r["dir"]) / "docs.parquet" for r in refs})
+    folder.publish_dir("rejected", rejected_parts)
     manifest["outputs"] = {
         "documents": sum(r["docs_out"] for r in refs),
         "rejected": sum(s["docs_rejected"] for s in summaries),
@@ -265,8 +278,9 @@ def curate(recipe: dict[str, Any], inputs: list[list[Any]], out: str, cache_dir:
     # Discovery warnings name files that ingest also rejects, so count each problem once.
     manifest["warnings"] = summaries[0]["docs_rejected"]
     manifest["status"] = "complete"
-    tasks.write_json(out_dir / "manifest.json", manifest)
 
+    # The report reads the run folder: an old model or tokenizer this recipe did not make must be gone first.
+    folder.remove_stale(keep=("report",))
     report_spec = next((s for s in stages if s["name"] == "report"), None)
     if report_spec is not None:
         from pipeline.report import write_report
@@ -275,18 +289,17 @@ def curate(recipe: dict[str, Any], inputs: list[list[Any]], out: str, cache_dir:
         progress().start("report", 1)
         docs = manifest["outputs"]["documents"]
         write_report(out_dir, manifest, STAGES["report"].config_cls()(**report_spec["params"]))
+        folder.track("report")
         summaries.append(
             _stage_summary(
                 "report", [{"docs_in": docs, "docs_out": docs}], time.perf_counter() - start, artifacts=artifacts
             )
         )
-        tasks.write_json(out_dir / "manifest.json", manifest)
+    if pii_params is not None and folder.owns_cache(cache):
+        manifest["cache_pruned"] = prune_cache(cache, clean_units)
+    folder.finish(manifest)
     artifacts.summary(manifest, str(out_dir))
     return manifest
-
-
-def _file_dict(f: InputFile) -> dict[str, Any]:
-    return {"path": str(f.path), "display": f.display, "fmt": f.fmt, "source": f.source, "size": f.size}
 
 
 def _input_fingerprints(inputs: list[list[Any]], refs: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -307,7 +320,7 @@ def _input_fingerprints(inputs: list[list[Any]], refs: list[dict[str, Any]]) -> 
     ]
 
 
-def _publish_shards(folder: Path, shard_refs: list[dict[str, Any]], tok_ref: dict[str, Any]) -> dict[str, Any]:
+def _publish_shards(folder: RunFolder, shard_refs: list[dict[str, Any]], tok_ref: dict[str, Any]) -> dict[str, Any]:
     import xxhash
 
     parts = {}
@@ -317,7 +330,7 @@ def _publish_shards(folder: Path, shard_refs: list[dict[str, Any]], tok_ref: dic
                 # "train-003.parquet" of shard 12 becomes "train-00012-003.parquet"
                 parts[f"{split}-{r['index']:05d}-{name.split('-', 1)[1]}"] = Path(r["dir"]) / name
     names = dict(sorted(parts.items()))
-    _publish_parts(folder, names)
+    folder.publish_dir("shards", names, keep=("manifest.json",))
     splits: dict[str, Any] = {}
     for split in ("train", "val"):
         totals = merge_stats([{"stats": r["stats"][split]} for r in shard_refs])
@@ -336,7 +349,7 @@ def _publish_shards(folder: Path, shard_refs: list[dict[str, Any]], tok_ref: dic
         "eos_id": tok["eos_id"],
         "pad_id": tok["pad_id"],
         "splits": splits,
-        "files": {n: xxhash.xxh3_128_hexdigest((folder / n).read_bytes()) for n in names},
+        "files": {n: xxhash.xxh3_128_hexdigest((folder.root / "shards" / n).read_bytes()) for n in names},
     }
-    tasks.write_json(folder / "manifest.json", shard_manifest)
+    folder.write_json("shards/manifest.json", shard_manifest)
     return shard_manifest

@@ -11,7 +11,8 @@ A recipe file looks like::
       - dedup: {threshold: 0.8}
 
 Each stage is a bare name or a one-key mapping from the name to its parameters. Unknown
-stages and unknown keys are errors that name the offender.
+stages, unknown keys and values out of their bounds are errors that name the offender by its
+place in the file (``stages[3].tokenizer.vocab_size: ...``), all of them at once, before any work.
 """
 
 from __future__ import annotations
@@ -20,9 +21,10 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from flows.stages import STAGES, StageKind
+from pipeline.bounds import Seed
 
 RECIPE_DIR = Path(__file__).parent / "recipes"
 
@@ -48,7 +50,7 @@ class Recipe(BaseModel):
 
     name: str = "custom"
     description: str = ""
-    seed: int | None = None  # when set, every stage with a `seed` parameter not given explicitly uses it
+    seed: Seed | None = Field(None, description="when set, every stage with a `seed` parameter not set uses it")
     stages: list[StageSpec]
 
     @model_validator(mode="before")
@@ -60,7 +62,7 @@ class Recipe(BaseModel):
         if not isinstance(raw, list) or not raw:
             raise ValueError("`stages` must be a non-empty list")
         data = dict(data)
-        data["stages"] = [_parse_stage(item, i) for i, item in enumerate(raw)]
+        data["stages"] = parse_stages(raw)
         return data
 
     def stage(self, name: str) -> StageSpec | None:
@@ -79,23 +81,57 @@ class Recipe(BaseModel):
         }
 
 
-def _parse_stage(item: Any, index: int) -> StageSpec:
+def describe_errors(err: ValidationError, prefix: str = "") -> list[str]:
+    """One ``prefix.key.path: message (got value)`` line per error of ``err``."""
+    out = []
+    for e in err.errors():
+        # "(key)", not pydantic's "[key]": the CLI prints messages with rich, which takes "[key]" for markup.
+        loc = ".".join(str(p) for p in (prefix, *e["loc"]) if p != "").replace(".[key]", " (key)")
+        msg = e["msg"].removeprefix("Value error, ")
+        value = e.get("input")
+        # The offending value helps when it is a scalar (1e11 read as a float, "1e11" as a string);
+        # cross-field messages already quote theirs.
+        quoted = e["type"] in ("extra_forbidden", "missing", "cross_field")
+        if not quoted and isinstance(value, str | int | float | None):
+            shown = repr(value)
+            msg += f" (got {shown if len(shown) <= 60 else shown[:57] + '...'}"
+            if e["type"] == "int_type" and isinstance(value, float | str):
+                msg += ": write a whole number, with no decimal point or exponent"
+            msg += ")"
+        out.append(f"{loc}: {msg}" if loc else msg)
+    return out
+
+
+def parse_stages(raw: list[Any], where: str = "stages") -> list[StageSpec]:
+    """Each recipe-style stage item as a validated StageSpec; every problem is reported at once,
+    located as ``where[i].stage.key``."""
+    specs, problems = [], []
+    for i, item in enumerate(raw):
+        try:
+            specs.append(_parse_stage(item, f"{where}[{i}]"))
+        except ValueError as err:
+            problems.append(str(err))
+    if problems:
+        raise ValueError("; ".join(problems))
+    return specs
+
+
+def _parse_stage(item: Any, where: str) -> StageSpec:
     if isinstance(item, str):
         name, params = item, {}
     elif isinstance(item, dict) and len(item) == 1:
         name, params = next(iter(item.items()))
         params = params or {}
     else:
-        raise ValueError(f"stage #{index + 1} must be a stage name or a one-key mapping, got {item!r}")
+        raise ValueError(f"{where}: must be a stage name or a one-key mapping, got {item!r}")
     if name not in STAGES:
-        raise ValueError(f"unknown stage {name!r} (known stages: {', '.join(STAGES)})")
+        raise ValueError(f"{where}: unknown stage {name!r} (known stages: {', '.join(STAGES)})")
     if not isinstance(params, dict):
-        raise ValueError(f"parameters of stage {name!r} must be a mapping")
+        raise ValueError(f"{where}.{name}: parameters must be a mapping, got {params!r}")
     try:
-        config = STAGES[name].config_cls()(**params)
+        config = STAGES[name].config_cls().model_validate(params)
     except ValidationError as err:
-        problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or name}: {e['msg']}" for e in err.errors())
-        raise ValueError(f"stage {name!r}: {problems}") from None
+        raise ValueError("; ".join(describe_errors(err, f"{where}.{name}"))) from None
     return StageSpec(name=name, config=config)
 
 
@@ -131,16 +167,12 @@ def _apply_seed(recipe: Recipe) -> None:
 
 
 def parse_recipe(data: Any, seed: int | None = None) -> Recipe:
+    if seed is not None and isinstance(data, dict):
+        data = {**data, "seed": seed}  # validated with the recipe's own seed bounds
     try:
         recipe = Recipe.model_validate(data)
     except ValidationError as err:
-        msgs = "; ".join(
-            f"{'.'.join(map(str, e['loc'])) or 'recipe'}: {e['msg'].removeprefix('Value error, ')}"
-            for e in err.errors()
-        )
-        raise RecipeError(f"invalid recipe: {msgs}") from None
-    if seed is not None:
-        recipe.seed = seed
+        raise RecipeError(f"invalid recipe: {'; '.join(describe_errors(err))}") from None
     _check_order(recipe)
     _add_prerequisites(recipe)
     _apply_seed(recipe)

@@ -7,7 +7,7 @@ A reference (``ref``) is ``{"step", "key", "dir", "index", "docs_in", "docs_out"
 from __future__ import annotations
 
 import json
-import shutil
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -98,11 +98,25 @@ def _write_result(
     return _ref(unit, index, cached=False)
 
 
+def _fingerprint_or_none(path: Path) -> str | None:
+    """The file's content hash, or None for what cannot be hashed (missing, unreadable, not a regular
+    file): ``read_file`` then records why as a rejected row."""
+    import stat
+
+    try:
+        if not stat.S_ISREG(os.stat(path).st_mode):
+            return None
+        return file_fingerprint(path)
+    except OSError:
+        return None
+
+
 @task(name="ingest", task_run_name="ingest-{index}", **TASK_OPTS)
 def ingest_shard(index: int, files: list[dict[str, Any]], params: dict[str, Any], cache_dir: str) -> dict[str, Any]:
     from pipeline.ingest import InputFile, read_file
 
-    fingerprints = [file_fingerprint(Path(f["path"])) if Path(f["path"]).is_file() else None for f in files]
+    inputs = [InputFile.from_dict(f) for f in files]  # paths that are not UTF-8 travel as hex
+    fingerprints = [_fingerprint_or_none(f.path) for f in inputs]
     key = make_key(
         "ingest", params, [(f["display"], f["fmt"], f["source"], fp) for f, fp in zip(files, fingerprints, strict=True)]
     )
@@ -112,8 +126,8 @@ def ingest_shard(index: int, files: list[dict[str, Any]], params: dict[str, Any]
     cfg = _config("ingest", params)
     start = time.perf_counter()
     docs, rejected = [], []
-    for f in files:
-        d, r = read_file(InputFile(**{**f, "path": Path(f["path"])}), cfg)
+    for f in inputs:
+        d, r = read_file(f, cfg)
         docs.append(d)
         rejected.append(r)
     kept = pl.concat(docs, how="vertical") if docs else pl.DataFrame()
@@ -133,10 +147,15 @@ def doc_stage(stage: str, index: int, params: dict[str, Any], in_ref: dict[str, 
         return _ref(unit, index, cached=True)
     df = pl.read_parquet(Path(in_ref["dir"]) / "docs.parquet")
     start = time.perf_counter()
-    result = STAGES[stage].func()(df, _config(stage, params))
-    return _write_result(
-        unit, index, result.kept, result.rejected, df.height, time.perf_counter() - start, result.stats
-    )
+    cfg = _config(stage, params)
+    result = STAGES[stage].func()(df, cfg)
+    rejected = result.rejected
+    if stage == "pii":
+        # Documents the policy drops leave with their text: redact it, so no unit after `pii` holds any.
+        from pipeline.pii import redact_rejected
+
+        rejected = redact_rejected(rejected, cfg)
+    return _write_result(unit, index, result.kept, rejected, df.height, time.perf_counter() - start, result.stats)
 
 
 @task(name="label-rejected", task_run_name="label-rejected-{name}", **TASK_OPTS)
@@ -151,6 +170,24 @@ def label_rejected_task(name: str, params: dict[str, Any], rejected_path: str, c
     if not unit.done:
         staging = unit.staging()
         label_rejected(pl.read_parquet(src), _config("langid", params)).write_parquet(
+            staging / "rejected.parquet", compression="zstd"
+        )
+        unit.commit(staging, {})
+    return str(unit.dir / "rejected.parquet")
+
+
+@task(name="redact-rejected", task_run_name="redact-rejected-{name}", **TASK_OPTS)
+def redact_rejected_task(name: str, params: dict[str, Any], rejected_path: str, cache_dir: str) -> str:
+    """``rejected_path`` (rows dropped before the ``pii`` stage) with personal data redacted in every column
+    by the ``pii`` stage's detection and policy."""
+    from pipeline.pii import redact_rejected
+
+    src = Path(rejected_path)
+    key = make_key("redact-rejected", params, [src.parent.parent.name, src.parent.name])
+    unit = WorkUnit(Path(cache_dir), "redact-rejected", key)
+    if not unit.done:
+        staging = unit.staging()
+        redact_rejected(pl.read_parquet(src), _config("pii", params)).write_parquet(
             staging / "rejected.parquet", compression="zstd"
         )
         unit.commit(staging, {})
@@ -378,19 +415,6 @@ def train_task(params: dict[str, Any], shards_dir: str, shard_keys: list[str], c
     summary = {k: metrics.get(k) for k in ("params", "final_val_loss", "final_val_per_source", "tokens_seen")}
     unit.commit(staging, {"seconds": round(time.perf_counter() - start, 3), "stats": summary})
     return _ref(unit, -1, cached=False)
-
-
-def copy_tree(src: Path, dst: Path) -> None:
-    """Replace ``dst`` with a copy of ``src`` (without the cache's done marker), atomically per folder."""
-    tmp = dst.with_name(f".{dst.name}.tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    shutil.copytree(src, tmp, ignore=shutil.ignore_patterns("done.json"))
-    old = dst.with_name(f".{dst.name}.old")
-    shutil.rmtree(old, ignore_errors=True)
-    if dst.exists():
-        dst.rename(old)
-    tmp.rename(dst)
-    shutil.rmtree(old, ignore_errors=True)
 
 
 def write_json(path: Path, data: Any) -> None:

@@ -7,6 +7,21 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from model.mixture import MixtureSpec
+from pipeline.bounds import (
+    BatchSize,
+    EvalBatches,
+    Float,
+    GradClip,
+    Int,
+    LearningRate,
+    Seed,
+    SeqLen,
+    Steps,
+    Threads,
+    WeightDecay,
+    ZeroToOne,
+    field_error,
+)
 
 
 def default_ffn_hidden(d_model: int, multiple_of: int = 32) -> int:
@@ -20,16 +35,16 @@ class ModelConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    vocab_size: int = Field(gt=0)
-    n_layer: int = Field(default=2, gt=0)
-    n_head: int = Field(default=4, gt=0)
-    n_kv_head: int = Field(default=2, gt=0, description="key/value heads (GQA); must divide n_head")
-    d_model: int = Field(default=128, gt=0)
-    ffn_hidden: int | None = Field(default=None, description="None: 8/3*d_model rounded up to 32")
-    max_seq_len: int = Field(default=256, gt=0, description="length of the precomputed rotary table")
-    rope_theta: float = Field(default=10000.0, gt=0)
+    vocab_size: Int = Field(gt=0, le=2**31 - 1)  # token ids are int32/int64 tensors
+    n_layer: Int = Field(default=2, gt=0, le=1024)
+    n_head: Int = Field(default=4, gt=0, le=1024)
+    n_kv_head: Int = Field(default=2, gt=0, le=1024, description="key/value heads (GQA); must divide n_head")
+    d_model: Int = Field(default=128, gt=0, le=65_536)
+    ffn_hidden: Int | None = Field(default=None, gt=0, le=1_048_576, description="None: 8/3*d_model rounded up to 32")
+    max_seq_len: SeqLen = Field(default=256, description="length of the precomputed rotary table")
+    rope_theta: Float = Field(default=10000.0, gt=0.0, le=1e12)
     tie_embeddings: bool = True
-    norm_eps: float = Field(default=1e-5, gt=0)
+    norm_eps: Float = Field(default=1e-5, gt=0.0, lt=1.0)
 
     @model_validator(mode="after")
     def _check_shapes(self) -> ModelConfig:
@@ -65,29 +80,34 @@ PRESETS: dict[str, dict[str, Any]] = {
 }
 
 
+MAX_TRAIN_SEQUENCES = 2**31  # per run: far beyond a CPU trainer, and 16 GiB of sampler schedule
+
+
 class TrainConfig(BaseModel):
     """Knobs of ``model.train.train``; defaults train ``nano`` for a few minutes on a laptop CPU."""
 
     model_config = ConfigDict(extra="forbid")
 
     preset: str = Field(default="nano", description=f"one of {sorted(PRESETS)}")
-    steps: int = Field(default=300, gt=0, description="optimizer steps")
-    batch_size: int = Field(default=16, gt=0, description="sequences per micro-batch")
-    seq_len: int = Field(default=128, gt=0)
-    lr: float = Field(default=3e-3, gt=0, description="peak learning rate")
-    min_lr_ratio: float = Field(default=0.1, ge=0, le=1, description="cosine floor as a fraction of lr")
-    warmup_steps: int = Field(default=30, ge=0)
-    weight_decay: float = Field(default=0.1, ge=0)
-    grad_clip: float = Field(default=1.0, ge=0, description="max global grad norm; 0 disables")
-    grad_accum: int = Field(default=1, gt=0, description="micro-batches per optimizer step")
-    eval_every: int = Field(default=50, gt=0)
-    eval_batches: int = Field(default=20, gt=0, description="max validation batches per source")
-    seed: int = 0
-    threads: int | None = Field(default=None, gt=0, description="torch CPU threads; None keeps torch's")
+    steps: Steps = Field(default=300, description="optimizer steps")
+    batch_size: BatchSize = Field(default=16, description="sequences per micro-batch")
+    seq_len: SeqLen = 128
+    lr: LearningRate = Field(default=3e-3, description="peak learning rate")
+    min_lr_ratio: ZeroToOne = Field(default=0.1, description="cosine floor as a fraction of lr")
+    warmup_steps: Int | None = Field(
+        default=None, ge=0, le=10**9, description="linear warmup, at most steps; None: a tenth of steps (30 of 300)"
+    )
+    weight_decay: WeightDecay = 0.1
+    grad_clip: GradClip = 1.0
+    grad_accum: Int = Field(default=1, gt=0, le=65_536, description="micro-batches per optimizer step")
+    eval_every: Int = Field(default=50, gt=0, le=10**9, description="steps between validation passes")
+    eval_batches: EvalBatches = 20
+    seed: Seed = 0
+    threads: Threads | None = Field(default=None, description="torch CPU threads; None keeps torch's")
     tie_embeddings: bool = Field(default=True, description="share the token embedding with the output layer")
     compile: bool = Field(default=False, description="torch.compile the model (worth it on GPU for long runs)")
-    checkpoint_every: int = Field(
-        default=0, ge=0, description="steps between resumable checkpoints in out_dir/checkpoint; 0: none"
+    checkpoint_every: Int = Field(
+        default=0, ge=0, le=10**9, description="steps between resumable checkpoints in out_dir/checkpoint; 0: none"
     )
     resume: bool = Field(default=False, description="continue from out_dir/checkpoint when it exists")
     mixture: MixtureSpec | None = Field(
@@ -98,6 +118,23 @@ class TrainConfig(BaseModel):
     @classmethod
     def _known_preset(cls, v: str) -> str:
         return check_preset(v)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> TrainConfig:
+        if self.warmup_steps is None:
+            # Relative, so that a short run (steps=3 in a test or a smoke run) is not all warmup.
+            self.warmup_steps = self.steps // 10
+        if self.warmup_steps > self.steps:
+            raise field_error("warmup_steps", f"{self.warmup_steps} exceeds steps={self.steps}", self.warmup_steps)
+        if self.checkpoint_every > self.steps:
+            msg = f"{self.checkpoint_every} exceeds steps={self.steps}: no checkpoint would ever be written"
+            raise field_error("checkpoint_every", msg, self.checkpoint_every)
+        # A mixture sampler draws the source of every training sequence of the run up front (8 bytes each).
+        sequences = self.steps * self.grad_accum * self.batch_size
+        if sequences > MAX_TRAIN_SEQUENCES:
+            msg = f"steps * grad_accum * batch_size = {sequences:,} sequences, over {MAX_TRAIN_SEQUENCES:,}"
+            raise field_error("steps", msg, self.steps)
+        return self
 
 
 def check_preset(name: str) -> str:

@@ -15,16 +15,18 @@ import numpy as np
 import torch
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from pipeline.bounds import Float, Int
+
 
 class MixtureSpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     # Share of training tokens per source (normalised); sources not named get none.
-    weights: dict[str, float] | None = None
+    weights: dict[str, Float] | None = None
     # Or: absolute training tokens per source (the run's token total is then their sum).
-    token_budget: dict[str, int] | None = None
-    max_epochs: float = Field(16.0, gt=0)
-    warn_epochs: float = Field(4.0, gt=0)
+    token_budget: dict[str, Int] | None = None
+    max_epochs: Float = Field(16.0, gt=0.0, le=1e6)
+    warn_epochs: Float = Field(4.0, gt=0.0, le=1e6)
 
     @model_validator(mode="after")
     def _one_of(self) -> MixtureSpec:

@@ -15,7 +15,6 @@ import json
 import math
 import os
 import shutil
-import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -30,6 +29,7 @@ from model.config import ModelConfig, TrainConfig
 from model.data import BatchSampler, Manifest, eval_batches, load_split, read_manifest, source_bytes
 from model.mixture import MixtureSampler
 from model.model import Transformer
+from pipeline.atomic import atomic_write
 
 Log = Callable[[dict], None]
 
@@ -135,14 +135,7 @@ def evaluate(
 
 def _atomic_write(path: Path, write: Callable[[str], None]) -> None:
     """Write through a temp file in the same folder, then rename: readers never see half a file."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write(path, lambda tmp: write(str(tmp)))
 
 
 def _write_json(path: Path, obj: Any) -> None:

@@ -19,6 +19,7 @@ import numpy as np
 import polars as pl
 from pydantic import BaseModel, ConfigDict, Field
 
+from pipeline.bounds import Int
 from pipeline.dedup import _shingle_hashes, normalised_bytes
 from pipeline.schema import StageResult, to_rejected
 
@@ -34,8 +35,8 @@ class DecontaminateConfig(BaseModel):
     # "text") or folders of them, plus literal texts.
     eval_paths: list[str] = Field(default_factory=list)
     eval_texts: list[str] = Field(default_factory=list)
-    ngram: int = Field(13, ge=3)
-    min_matches: int = Field(1, ge=1)  # shared n-grams that make a document contaminated
+    ngram: Int = Field(13, ge=3, le=1000, description="word n-gram length (GPT-3 used 13)")
+    min_matches: Int = Field(1, ge=1, le=1_000_000, description="shared n-grams that make a document contaminated")
     action: Literal["remove", "flag"] = "remove"
 
 

@@ -43,10 +43,12 @@ import xxhash
 from datasketch import MinHash
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from pipeline.bounds import MAX_DOC_CHARS, MAX_MB, Float, Int, Seed, ZeroToOne, field_error
 from pipeline.schema import StageResult, to_rejected
 
 STAGE = "dedup"
 _KEEP_KEYS = ("quality", "length", "source", "id")
+MAX_PERM = 4096  # MinHash permutations (and so bands, rows) at most
 _BLOCK = 1 << 12  # shingles per numpy block: 4096 x 128 perms x 4 B = 2 MiB, stays in cache
 _CHUNK_BYTES = 1 << 20  # text bytes hashed at once: bounds the numpy position/prefix arrays (~40 B a byte)
 INDEX_FILE = "index.parquet"
@@ -63,20 +65,21 @@ class DedupConfig(BaseModel):
     exact: bool = True  # remove documents whose normalised text is identical
     url: bool = True  # web documents with the same (ingest-normalised) URL are duplicates too
     near: bool = True  # remove MinHash-LSH near duplicates
-    threshold: float = Field(0.8, gt=0.0, lt=1.0)  # Jaccard similarity the LSH bands are tuned for
-    num_perm: int = Field(128, ge=2)
+    threshold: Float = Field(0.8, gt=0.0, lt=1.0, description="Jaccard similarity the LSH bands are tuned for")
+    # datasketch MinHash keeps num_perm hash values per document (4 or 8 bytes each).
+    num_perm: Int = Field(128, ge=2, le=MAX_PERM)
     shingle: Literal["word", "char"] = "word"  # word n-grams (default) or character n-grams
-    ngram: int = Field(5, ge=1)  # shingle size, in words or characters
-    seed: int = 1  # MinHash permutation seed (datasketch's default)
+    ngram: Int = Field(5, ge=1, le=1000, description="shingle size, in words or characters")
+    seed: Seed = Field(1, description="MinHash permutation seed (datasketch's default)")
     # LSH bands x rows; None = minimise fp_weight * P(false positive) + fn_weight * P(false negative)
     # around ``threshold`` (datasketch's MinHashLSH optimiser). Set both to override.
-    bands: int | None = None
-    rows: int | None = None
-    fp_weight: float = Field(0.5, ge=0.0, le=1.0)
-    fn_weight: float = Field(0.5, ge=0.0, le=1.0)
+    bands: Int | None = Field(None, ge=1, le=MAX_PERM)
+    rows: Int | None = Field(None, ge=1, le=MAX_PERM)
+    fp_weight: ZeroToOne = 0.5
+    fn_weight: ZeroToOne = 0.5
     # Check every LSH candidate pair by the true Jaccard of its shingle sets (>= threshold).
     verify: bool = False
-    min_words: int = Field(5, ge=1)  # shorter documents take part in exact dedup only
+    min_words: Int = Field(5, ge=1, le=MAX_DOC_CHARS, description="shorter documents take part in exact dedup only")
     # Keeper within a cluster: highest quality score, then longest text, then source priority, then id.
     keep_order: list[str] = Field(default_factory=lambda: list(_KEEP_KEYS))
     quality_column: str = "quality_score"  # document column read by the "quality" key (missing = null)
@@ -87,8 +90,8 @@ class DedupConfig(BaseModel):
     # Working memory (MiB) for clustering. The grouping keys stay in memory when they fit in half of
     # it, else they are spooled to disk in hash partitions that each fit, so memory does not grow
     # with the number of documents. ``partitions`` sets the partition count (and spools) by hand.
-    memory_mb: int = Field(64, ge=1)
-    partitions: int | None = Field(None, ge=1)
+    memory_mb: Int = Field(64, ge=1, le=MAX_MB)
+    partitions: Int | None = Field(None, ge=1, le=65_536, description="each one is a spool file per key kind")
 
     @field_validator("keep_order")
     @classmethod
@@ -103,10 +106,14 @@ class DedupConfig(BaseModel):
     @model_validator(mode="after")
     def _bands_rows(self) -> DedupConfig:
         if (self.bands is None) != (self.rows is None):
-            raise ValueError("set both bands and rows, or neither")
-        if self.bands is not None and self.rows is not None:
-            if self.bands < 1 or self.rows < 1 or self.bands * self.rows > self.num_perm:
-                raise ValueError("need bands >= 1, rows >= 1 and bands * rows <= num_perm")
+            raise field_error("rows" if self.rows is None else "bands", "set both bands and rows, or neither", None)
+        if self.bands is not None and self.rows is not None and self.bands * self.rows > self.num_perm:
+            msg = f"bands * rows = {self.bands * self.rows} exceeds num_perm = {self.num_perm}"
+            raise field_error("bands", msg, self.bands)
+        # datasketch's MinHashLSH rule: only the ratio matters to the optimiser, so the pair sums to 1.
+        if not math.isclose(self.fp_weight + self.fn_weight, 1.0):
+            msg = f"fp_weight + fn_weight must be 1 (datasketch's rule), got {self.fp_weight} + {self.fn_weight}"
+            raise field_error("fn_weight", msg, self.fn_weight)
         return self
 
     def band_params(self) -> tuple[int, int]:
@@ -405,6 +412,7 @@ def _signature_chunk(df: pl.DataFrame, cfg: DedupConfig, quality: pl.Expr) -> pl
         pl.Series("n_words", n_words, dtype=pl.Int64),
         pl.Series("exact_hash", exact, dtype=pl.UInt64),
     )
+    base = base.with_columns(url_hashes(base["url_key"]))
     band_col = pl.Series("bands", [None] * len(base), dtype=pl.List(pl.UInt64))
     shingle_col = pl.Series("shingles", [None] * len(base), dtype=pl.List(pl.UInt32))
     eligible = np.flatnonzero(n_words >= cfg.min_words) if cfg.near else np.empty(0, np.int64)
@@ -440,7 +448,7 @@ def _signature_chunk(df: pl.DataFrame, cfg: DedupConfig, quality: pl.Expr) -> pl
 
 def signatures(df: pl.DataFrame, cfg: DedupConfig | None = None) -> pl.DataFrame:
     """Per-shard signature table: id, source, length (chars), quality (f64, null when the document has
-    no ``quality_column``), url_key (the URL of web documents, else null), n_words, exact_hash (u64)
+    no ``quality_column``), url_key (a 64-bit hash of the URL of web documents, else null), n_words, exact_hash (u64)
     and ``bands`` (list[u64], one hash per LSH band; null for docs under min_words or when near dedup
     is off); with ``verify``, also ``shingles`` (list[u32])."""
     cfg = cfg or DedupConfig()
@@ -690,6 +698,14 @@ def index_params(cfg: DedupConfig) -> dict[str, Any]:
     return {**{k: getattr(cfg, k) for k in _INDEX_PARAMS}, "bands": b, "rows": r}
 
 
+def url_hashes(urls: pl.Series) -> pl.Series:
+    """The 64-bit xxh3 hash of each URL (null stays null). Signatures and the published ``dedup_index``
+    hold this, never the URL: a URL's query string can carry personal data, and the index is written
+    before the ``pii`` stage sees the documents."""
+    h64 = xxhash.xxh3_64_intdigest
+    return pl.Series("url_key", [None if u is None else h64(u.encode()) for u in urls.to_list()], dtype=pl.UInt64)
+
+
 class _Part(NamedTuple):
     """One input table, its rows numbered ``gi`` from ``base``: an earlier run's index, a signature
     file, or the caller's (Data|Lazy)Frame."""
@@ -714,7 +730,9 @@ def _parts(
         if cfg.verify and "shingles" not in names:
             p = p.with_columns(pl.lit(None, dtype=pl.List(pl.UInt32)).alias("shingles"))
         if "url_key" not in names:
-            p = p.with_columns(pl.lit(None, dtype=pl.String).alias("url_key"))
+            p = p.with_columns(pl.lit(None, dtype=pl.UInt64).alias("url_key"))
+        elif p.collect_schema()["url_key"] == pl.String:  # an index written before URLs were hashed
+            p = p.with_columns(pl.col("url_key").map_batches(url_hashes, return_dtype=pl.UInt64))
         frames.append(p.select(cols).with_columns(pl.lit(True).alias("prior")))
     mine = [sigs.lazy()] if isinstance(sigs, (pl.DataFrame, pl.LazyFrame)) else [pl.scan_parquet(f) for f in sigs]
     frames += [f.select(cols).with_columns(pl.lit(False).alias("prior")) for f in mine]

@@ -20,7 +20,7 @@ Definitions (where the paper leaves room, we say what we do):
 * ``gopher_stop_words`` counts occurrences (lowercased, surrounding punctuation stripped) of the
   Gopher stop words; the rule needs at least 2.
 * duplicate line / paragraph fractions: lines are ``\\n``-separated, paragraphs are separated by a
-  blank line; both are stripped, blank ones dropped. Fraction = (count - distinct) / count; the char
+  blank line; both are stripped, blank ones dropped. ZeroToOne = (count - distinct) / count; the char
   fraction = chars in the repeated copies (all but the first occurrence) / chars of all lines (paras).
 * ``rep_top{n}gram_frac`` (n=2..4): (occurrences x characters) of the most frequent word n-gram that
   occurs at least twice (ties: the longer one), over the document's word characters (whitespace not
@@ -34,13 +34,14 @@ Definitions (where the paper leaves room, we say what we do):
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Annotated, Literal
 
 import numpy as np
 import polars as pl
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from pipeline.blocklist import BlocklistConfig, blocklist_reason
+from pipeline.bounds import MAX_DOC_CHARS, Float, Int, ZeroToOne, field_error
 from pipeline.dt_words import dt_word_count, dt_words
 from pipeline.schema import StageResult, to_rejected
 
@@ -104,6 +105,11 @@ _DT_NON_SYMBOL = (
 )
 
 
+Words = Annotated[Int, Field(ge=0, le=MAX_DOC_CHARS)]  # words, sentences or stop words in one document
+WordLength = Annotated[Float, Field(ge=0.0, le=MAX_DOC_CHARS)]  # characters
+PerWord = Annotated[Float, Field(ge=0.0, le=MAX_DOC_CHARS)]  # a count per word, not a share: it can exceed 1
+
+
 class FilterConfig(BaseModel):
     """Thresholds of the heuristic filter. ``None`` for a threshold switches that rule off."""
 
@@ -130,30 +136,32 @@ class FilterConfig(BaseModel):
     blocklist: BlocklistConfig | None = None
 
     # --- Gopher quality filters (Rae et al. 2021, appendix A) ---
-    min_words: int | None = 50  # Gopher: 50 <= words
-    max_words: int | None = 100_000  # Gopher: words <= 100,000
-    # Books are long by nature: None = no upper bound for source "book".
-    book_max_words: int | None = None
-    min_mean_word_length: float | None = 3.0  # Gopher: mean word length 3..10 characters
-    max_mean_word_length: float | None = 10.0
-    max_symbol_word_ratio: float | None = 0.1  # Gopher: '#' or ellipsis to word ratio <= 0.1
-    max_bullet_lines_frac: float | None = 0.9  # Gopher: <= 90% of lines start with a bullet
-    max_ellipsis_lines_frac: float | None = 0.3  # Gopher: <= 30% of lines end with an ellipsis
-    min_alpha_words_frac: float | None = 0.8  # Gopher: >= 80% of words contain an alphabetic char
-    min_stop_words: int | None = 2  # Gopher: >= 2 of the stop words below
+    min_words: Words | None = Field(50, description="Gopher: 50 <= words")
+    max_words: Words | None = Field(100_000, description="Gopher: words <= 100,000")
+    book_max_words: Words | None = Field(None, description='upper bound for source "book" (None: books are long)')
+    min_mean_word_length: WordLength | None = Field(3.0, description="Gopher: mean word length 3..10 characters")
+    max_mean_word_length: WordLength | None = 10.0
+    max_symbol_word_ratio: PerWord | None = Field(0.1, description="Gopher: '#' or ellipsis to word ratio <= 0.1")
+    max_bullet_lines_frac: ZeroToOne | None = Field(0.9, description="Gopher: <= 90% of lines start with a bullet")
+    max_ellipsis_lines_frac: ZeroToOne | None = Field(0.3, description="Gopher: <= 30% of lines end with an ellipsis")
+    min_alpha_words_frac: ZeroToOne | None = Field(0.8, description="Gopher: >= 80% of words hold an alphabetic char")
+    min_stop_words: Words | None = Field(2, description="Gopher: >= 2 of the stop words below")
     stop_words: list[str] = Field(default_factory=lambda: list(GOPHER_STOP_WORDS))
     bullet_chars: str = _DEFAULT_BULLETS
 
     # --- Gopher repetition removal (Rae et al. 2021, appendix A, table A1) ---
-    max_dup_line_frac: float | None = 0.30
-    max_dup_para_frac: float | None = 0.30
-    max_dup_line_char_frac: float | None = 0.20
-    max_dup_para_char_frac: float | None = 0.20
-    # Most frequent n-gram character fraction, n = 2, 3, 4: 0.20, 0.18, 0.16.
-    max_top_ngram_frac: dict[int, float | None] = Field(default_factory=lambda: {2: 0.20, 3: 0.18, 4: 0.16})
-    # Duplicated n-gram character fraction, n = 5..10: 0.15 .. 0.10.
-    max_dup_ngram_frac: dict[int, float | None] = Field(
-        default_factory=lambda: {5: 0.15, 6: 0.14, 7: 0.13, 8: 0.12, 9: 0.11, 10: 0.10}
+    max_dup_line_frac: ZeroToOne | None = 0.30
+    max_dup_para_frac: ZeroToOne | None = 0.30
+    max_dup_line_char_frac: ZeroToOne | None = 0.20
+    max_dup_para_char_frac: ZeroToOne | None = 0.20
+    # Keys are n, plain (not strict) ints: a JSON round trip of the recipe turns them into strings.
+    max_top_ngram_frac: dict[Annotated[int, Field(ge=2, le=4)], ZeroToOne | None] = Field(
+        default_factory=lambda: {2: 0.20, 3: 0.18, 4: 0.16},
+        description="most frequent n-gram character fraction, n = 2, 3, 4: 0.20, 0.18, 0.16",
+    )
+    max_dup_ngram_frac: dict[Annotated[int, Field(ge=5, le=10)], ZeroToOne | None] = Field(
+        default_factory=lambda: {5: 0.15, 6: 0.14, 7: 0.13, 8: 0.12, 9: 0.11, 10: 0.10},
+        description="duplicated n-gram character fraction, n = 5..10: 0.15 .. 0.10",
     )
 
     # --- C4 (Raffel et al. 2020, "Exploring the Limits of Transfer Learning", section 2.2) ---
@@ -163,54 +171,81 @@ class FilterConfig(BaseModel):
     c4_remove_lines: bool = True
     c4_remove_citations: bool = True
     c4_require_terminal_punct: bool = True
-    c4_min_words_per_line: int | None = 3  # C4: "only retained lines that contained at least 3 words"
-    c4_max_word_length: int | None = 1000  # C4 reference code: lines with a word > 1000 chars dropped
+    # Both line tests are regexes (\S{n+1} and (?:\S+\s+){n-1}\S): above ~5,400 and ~3,900 they no
+    # longer compile within polars' 10 MB regex size limit, hence the upper bounds.
+    c4_min_words_per_line: Int | None = Field(
+        3, ge=0, le=3000, description='C4: "only retained lines that contained at least 3 words"'
+    )
+    c4_max_word_length: Int | None = Field(
+        1000, ge=1, le=5000, description="C4 reference code: lines with a word > 1000 chars dropped"
+    )
     c4_drop_javascript_lines: bool = True  # C4: "removed any line with the word Javascript"
     c4_drop_policy_lines: bool = True  # C4: "terms of use", "privacy policy", "cookie policy", ...
-    c4_min_sentences: int | None = 5  # C4: "discarded any page with fewer than 5 sentences"
+    c4_min_sentences: Words | None = Field(5, description='C4: "discarded any page with fewer than 5 sentences"')
     c4_reject_lorem_ipsum: bool = True  # C4: "removed any page where the phrase 'lorem ipsum' appeared"
     c4_reject_curly_bracket: bool = True  # C4: "removed any pages that contained a curly bracket"
 
     # --- FineWeb (Penedo et al. 2024, "The FineWeb Datasets", section 3.4 custom filters) ---
-    fineweb_min_line_punct_frac: float | None = 0.12  # FineWeb: drop if <= 12% of lines end in punctuation
-    fineweb_max_dup_line_char_frac: float | None = 0.1  # FineWeb: drop if >= 10% of chars in duplicated lines
-    fineweb_max_short_line_frac: float | None = 0.67  # FineWeb: drop if >= 67% of lines are < 30 chars
-    fineweb_short_line_len: int = 30
-    # datatrove's FineWeb filter also drops list-like pages: newlines / words > 0.3 (not in the paper).
-    fineweb_max_newline_ratio: float | None = 0.3
+    fineweb_min_line_punct_frac: ZeroToOne | None = Field(
+        0.12, description="FineWeb: drop if <= 12% of lines end in punctuation"
+    )
+    fineweb_max_dup_line_char_frac: ZeroToOne | None = Field(
+        0.1, description="FineWeb: drop if >= 10% of chars in duplicated lines"
+    )
+    fineweb_max_short_line_frac: ZeroToOne | None = Field(
+        0.67, description="FineWeb: drop if >= 67% of lines are short"
+    )
+    fineweb_short_line_len: Int = Field(
+        30, ge=1, le=MAX_DOC_CHARS, description="FineWeb: a short line has fewer than 30 chars"
+    )
+    # datatrove's FineWeb filter also drops list-like pages (not in the paper).
+    fineweb_max_newline_ratio: PerWord | None = Field(0.3, description="drop if newlines / words > this")
 
     # --- RefinedWeb line-wise corrections (Penedo et al. 2023, "The RefinedWeb Dataset", appendix G.2) ---
     # Lines that are mostly upper case, only digits, a counter ("3 likes"), a single word, or a short
     # navigation/boilerplate line are removed; if they held > 5% of the words, the page is dropped.
-    refinedweb_max_removed_words_frac: float | None = 0.05
-    refinedweb_upper_frac: float = 0.5  # "mainly composed of uppercase characters"
-    refinedweb_short_line_words: int = 10  # boilerplate patterns only remove lines this short
+    refinedweb_max_removed_words_frac: ZeroToOne | None = 0.05
+    refinedweb_upper_frac: ZeroToOne = Field(0.5, description='"mainly composed of uppercase characters"')
+    refinedweb_short_line_words: Words = Field(10, description="boilerplate patterns only remove lines this short")
 
     # --- Books (our rules; PG-19 / Books3 publish no heuristic thresholds, so these are ours) ---
-    book_min_words: int | None = 1000  # a "book" under ~4 pages is a fragment, table or licence text
-    book_max_upper_lines_frac: float | None = 0.4  # mostly-capitals pages: indexes, tables of contents
+    book_min_words: Words | None = Field(1000, description='a "book" under ~4 pages is a fragment, table or licence')
+    book_max_upper_lines_frac: ZeroToOne | None = Field(
+        0.4, description="mostly-capitals pages: indexes, tables of contents"
+    )
 
     # --- Code (StarCoder / The Stack, Li et al. 2023; Kocetkov et al. 2022) ---
-    code_max_line_len: int | None = 1000  # StarCoder: max line length <= 1000
-    code_max_mean_line_len: float | None = 100.0  # StarCoder: mean line length <= 100
-    code_min_alnum_frac: float | None = 0.25  # StarCoder: alphanumeric fraction >= 0.25
+    code_max_line_len: Int | None = Field(
+        1000, ge=1, le=MAX_DOC_CHARS, description="StarCoder: max line length <= 1000"
+    )
+    code_max_mean_line_len: Float | None = Field(
+        100.0, gt=0.0, le=MAX_DOC_CHARS, description="StarCoder: mean line length <= 100"
+    )
+    code_min_alnum_frac: ZeroToOne | None = Field(0.25, description="StarCoder: alphanumeric fraction >= 0.25")
     code_reject_minified: bool = True  # meta flags set by the code reader
     code_reject_generated: bool = True
     code_reject_lockfile: bool = True
 
-    @field_validator("max_top_ngram_frac")
-    @classmethod
-    def _top_n(cls, v: dict[int, float | None]) -> dict[int, float | None]:
-        if not set(v) <= {2, 3, 4}:
-            raise ValueError("max_top_ngram_frac keys must be among 2, 3, 4")
-        return v
-
-    @field_validator("max_dup_ngram_frac")
-    @classmethod
-    def _dup_n(cls, v: dict[int, float | None]) -> dict[int, float | None]:
-        if not set(v) <= set(range(5, 11)):
-            raise ValueError("max_dup_ngram_frac keys must be among 5..10")
-        return v
+    @model_validator(mode="after")
+    def _ranges(self) -> FilterConfig:
+        # A lower bound above its upper bound rejects every document both rules judge (when both run).
+        pairs = [  # (lower field, its rule, upper field, its rule)
+            ("min_words", "gopher_min_words", "max_words", "gopher_max_words"),
+            ("min_words", "gopher_min_words", "book_max_words", "gopher_max_words"),
+            ("book_min_words", "book_min_words", "book_max_words", "gopher_max_words"),
+            (
+                "min_mean_word_length",
+                "gopher_min_mean_word_length",
+                "max_mean_word_length",
+                "gopher_max_mean_word_length",
+            ),
+        ]
+        active = {r.name for r in _rules(self)}
+        for lo, lo_rule, hi, hi_rule in pairs:
+            a, b = getattr(self, lo), getattr(self, hi)
+            if a is not None and b is not None and a > b and {lo_rule, hi_rule} <= active:
+                raise field_error(lo, f"{lo}={a} is above {hi}={b}: every document would be rejected", a)
+        return self
 
     @field_validator("disabled_rules")
     @classmethod

@@ -23,8 +23,9 @@ from pathlib import Path
 
 import numpy as np
 import polars as pl
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
+from pipeline.bounds import MAX_DOC_CHARS, Int, ZeroToOne
 from pipeline.schema import StageResult, to_rejected
 
 
@@ -38,17 +39,19 @@ class LangIdConfig(BaseModel):
     model: str = "linear75"
     # Languages to keep (ISO 639-1 where one exists, else 639-3); empty keeps every language.
     keep: list[str] = ["en"]
-    min_score: float = 0.5  # lower-confidence predictions are rejected as "lang_low_score"
-    # Per-language thresholds overriding min_score (e.g. {"en": 0.65, "hr": 0.3} for close relatives).
-    min_score_per_lang: dict[str, float] = {}
+    min_score: ZeroToOne = Field(0.5, description='lower-confidence predictions are rejected as "lang_low_score"')
+    min_score_per_lang: dict[str, ZeroToOne] = Field(
+        default_factory=dict,
+        description='per-language thresholds overriding min_score (e.g. {"en": 0.65, "hr": 0.3} for close relatives)',
+    )
     # Documents mixing languages get the majority language: the sample is cut into paragraphs,
     # each is identified, and the language covering most characters wins (its score is the
     # character-weighted mean probability). Off: one prediction over the flattened sample.
     majority_vote: bool = True
     # Sources the language filter applies to; code is labelled but never dropped for its language.
     apply_to: list[str] = ["web", "book", "other"]
-    # Characters per document shown to the model: the head of a long book decides its majority language.
-    max_chars: int = 4000
+    # The head of a long book decides its majority language.
+    max_chars: Int = Field(4000, ge=1, le=MAX_DOC_CHARS, description="characters per document shown to the model")
 
 
 _OURS = {"linear75": "lid_linear75.npz", "lingua75": "lid_lingua75.ftz"}

@@ -11,6 +11,7 @@ from __future__ import annotations
 import polars as pl
 from pydantic import BaseModel, ConfigDict, Field
 
+from pipeline.bounds import MAX_DOC_CHARS, Int
 from pipeline.schema import StageResult, to_rejected
 
 STAGE = "line_dedup"
@@ -21,10 +22,12 @@ class LineDedupConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    min_docs: int = Field(3, ge=2)  # a line is boilerplate when it occurs in at least this many documents
-    min_line_chars: int = Field(1, ge=1)  # shorter (normalised) lines are never removed
+    min_docs: Int = Field(
+        3, ge=2, le=2**31 - 1, description="a line is boilerplate when it occurs in at least this many documents"
+    )
+    min_line_chars: Int = Field(1, ge=1, le=MAX_DOC_CHARS, description="shorter (normalised) lines are never removed")
     sources: list[str] = Field(default_factory=lambda: ["web"])  # documents of other sources are untouched
-    min_chars_left: int = Field(1, ge=0)  # documents with less text left are rejected
+    min_chars_left: Int = Field(1, ge=0, le=MAX_DOC_CHARS, description="documents with less text left are rejected")
 
 
 def _norm_line(line: pl.Expr) -> pl.Expr:

@@ -9,8 +9,9 @@ from __future__ import annotations
 from typing import Literal
 
 import polars as pl
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
+from pipeline.bounds import MAX_DOC_CHARS, Int
 from pipeline.schema import StageResult, to_rejected
 
 # C0/C1 control characters except tab and newline; also the BOM and NUL.
@@ -35,7 +36,9 @@ class NormalizeConfig(BaseModel):
     normalize_whitespace: bool = True
     # Whitespace is meaningful in code: only line endings and control characters are touched there.
     preserve_code_whitespace: bool = True
-    min_chars: int = 1  # documents empty after normalisation are rejected
+    min_chars: Int = Field(
+        1, ge=0, le=MAX_DOC_CHARS, description="documents shorter after normalisation are rejected (1: empty ones)"
+    )
 
 
 def _fix_mojibake(df: pl.DataFrame) -> tuple[pl.DataFrame, int]:

@@ -19,11 +19,13 @@ import hashlib
 import json
 from functools import lru_cache
 from pathlib import Path
+from typing import Annotated
 
 import numpy as np
 import polars as pl
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from pipeline.bounds import MAX_DOC_CHARS, Float, Int, field_error
 from pipeline.schema import StageResult, to_rejected
 
 STAGE = "perplexity"
@@ -33,6 +35,9 @@ _UNI, _BI = 1 << 18, 1 << 20
 _MULT = np.uint64(0x9E3779B97F4A7C15)
 
 
+Perplexity = Annotated[Float, Field(ge=1.0)]
+
+
 class PerplexityConfig(BaseModel):
     """Keep documents whose perplexity bucket is listed (CCNet labels all three; recipes drop the tail)."""
 
@@ -40,11 +45,21 @@ class PerplexityConfig(BaseModel):
 
     model: str = "builtin"  # "builtin" = pipeline/models/ppl_bigram.npz, or a path written by train_lm
     keep_buckets: list[str] = Field(default_factory=lambda: ["head", "middle", "tail"])
-    # Per-source [head/middle, middle/tail] perplexity cut-offs; missing sources use the model's own.
-    cutoffs: dict[str, tuple[float, float]] = Field(default_factory=dict)
-    max_perplexity: float | None = None  # an absolute bound on top of the buckets
+    # Perplexity is exp(entropy): never below 1, so neither is a cut-off.
+    cutoffs: dict[str, tuple[Perplexity, Perplexity]] = Field(
+        default_factory=dict,
+        description="per-source [head/middle, middle/tail] perplexity cut-offs; missing sources use the model's own",
+    )
+    max_perplexity: Perplexity | None = Field(None, description="an absolute bound on top of the buckets")
     apply_to: list[str] = Field(default_factory=lambda: ["web", "book", "other"])
-    max_chars: int = 20_000
+    max_chars: Int = Field(20_000, ge=1, le=MAX_DOC_CHARS, description="characters scored (the head of long documents)")
+
+    @model_validator(mode="after")
+    def _ordered(self) -> PerplexityConfig:
+        for source, (lo, hi) in self.cutoffs.items():
+            if lo > hi:
+                raise field_error("cutoffs", f"{source}: head/middle cut-off {lo} is above middle/tail {hi}", [lo, hi])
+        return self
 
 
 def _tokens(df: pl.DataFrame, max_chars: int) -> pl.DataFrame:

@@ -5,11 +5,17 @@ Found: e-mail addresses, phone numbers (libphonenumber, several regions), IPv4/I
 (``pipeline/pii_recognizers.py``), cloud keys, GitHub/GitLab/Slack tokens, private-key blocks, JWTs,
 ``password=`` values and the ``user:pass`` of URLs.
 
+Every text-bearing column is redacted, not only ``text``: ``url``, ``path``, ``domain`` and other strings
+whole, every value of the ``meta``/``detail`` JSON with its key as context (``redact_columns``; rejected rows:
+``redact_rejected``). PII written to escape recognizers ("jane [at] example [dot] com", "%40", a phone number
+broken across a line) is read through a rewritten view of its string (``pipeline.pii_recognizers.view_of``).
+
 Presidio is slow on long texts (the phone recognizer runs libphonenumber's matcher once per region over the
 whole text), so the stage works in three steps:
 
-1. a vectorised polars pass (``str.contains`` with one cheap, over-inclusive regex per entity type) picks
-   the documents that may hold PII and, per document, the entity types worth looking for;
+1. a vectorised polars pass (``str.contains`` with one cheap, over-inclusive regex per entity type, and one
+   per obfuscated form) picks the strings that may hold PII and, per string, the entity types worth looking
+   for;
 2. for those documents only, regexes locate candidate spans; each is padded and widened to whitespace, and
    per entity type the windows of all documents of the batch are joined into a few presidio calls;
 3. results are mapped back to document offsets, re-scored with guards against known false positives
@@ -28,6 +34,7 @@ import logging
 import os
 import re
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any, Literal
 
@@ -49,7 +56,8 @@ from presidio_analyzer.predefined_recognizers import (  # noqa: E402
 )
 from pydantic import BaseModel, ConfigDict, Field, model_validator  # noqa: E402
 
-from pipeline.pii_recognizers import SECRET_PATTERNS, SecretRecognizer  # noqa: E402
+from pipeline.bounds import MAX_DOC_CHARS, Float, Int  # noqa: E402
+from pipeline.pii_recognizers import SECRET_PATTERNS, VIEW_TRIGGERS, SecretRecognizer, ViewMap, view_of  # noqa: E402
 from pipeline.schema import SOURCES, StageResult, empty_rejected, to_rejected  # noqa: E402
 
 STAGE = "pii"
@@ -208,6 +216,8 @@ _ISBN_BEFORE = re.compile(r"(?i)\bisbn(?:-1[03])?\b[^\n]{0,32}$")
 _DIGIT_BEFORE = re.compile(r"\d[ \-.]$")
 _DIGIT_AFTER = re.compile(r"[ \-.:]\d")
 _MONTH_BEFORE = re.compile(r"(?i)\b(?:jan|feb|mar|apr|may|jun|jul|aug|sep|sept|oct|nov|dec)[a-z]*\.?\s*$")
+_FILE_EXTENSIONS = frozenset("png jpg jpeg gif svg webp avif ico bmp tif tiff css js json pdf".split())
+_HASH_TOKEN_BEFORE = re.compile(r"<[A-Z][A-Z_]*:[0-9a-f]{0,12}$")
 _ZIP4 = re.compile(r"^\d{5}-\d{4}$")
 _STATE_BEFORE = re.compile(r"\b[A-Z]{2}\s+$")
 _DECIMAL = re.compile(r"^\d+[.,]\d+$")
@@ -233,7 +243,7 @@ class PiiConfig(BaseModel):
     policies: dict[str, Policy] = Field(default_factory=dict)  # per entity type, overrides ``policy``
     hash_salt: str = "refinery"  # set a private salt per corpus; without it hashes can be brute-forced
     mask_char: str = Field(default="*", min_length=1, max_length=1)
-    drop_above: int = Field(default=0, ge=0)
+    drop_above: Int = Field(default=0, ge=0, le=MAX_DOC_CHARS)
     # regions libphonenumber tries for numbers written without "+country code"
     phone_regions: list[str] = Field(default_factory=lambda: ["US", "GB", "DE", "FR", "IN"])
     # IP ranges left as they are in prose (web, book, other) and in code: in source code, private, loopback,
@@ -244,7 +254,7 @@ class PiiConfig(BaseModel):
     )
     # final (re-scored) result score needed to replace a span; e-mails, Luhn-valid cards, IBANs and secrets
     # score 1.0, IPs 0.6, formatted phones 0.6, SSNs 0.5, bare digit runs 0.4 (0.75 after a phone word)
-    score_threshold: float = 0.5
+    score_threshold: Float = Field(0.5, gt=0.0, le=1.0)
     # Optional names and places: a spaCy model package (e.g. "en_core_web_sm") that must be installed
     # separately; off by default. Every applicable document then goes through the model (no pre-check),
     # about a thousand times slower than the rest of the stage; see docs/PII.md.
@@ -422,12 +432,15 @@ def _score(
 ) -> float:
     """Presidio's score adjusted by our guards; 0 means "not PII"."""
     span = text[start:end]
+    if _HASH_TOKEN_BEFORE.search(text, max(0, start - 40), start):
+        return 0.0  # the digest of an earlier "hash" replacement (<PHONE:415055501342>): already redacted
     if entity in SECRET_PATTERNS or entity in ("PERSON", "LOCATION"):
         return score  # specific shapes validated by their recognizer; the NER model's own judgement
     if entity == "EMAIL_ADDRESS":
         # "date-fns@3.6.0": a package pin, not an address (a real top-level domain has a letter)
+        # "icon@2x.png": a high-resolution image's file name, not an address
         tld = span.rsplit(".", 1)[-1]
-        return score if any(c.isalpha() for c in tld) else 0.0
+        return score if any(c.isalpha() for c in tld) and tld.lower() not in _FILE_EXTENSIONS else 0.0
     if _embedded(text, start, end):
         return 0.0
     if entity == "IP_ADDRESS":
@@ -581,9 +594,13 @@ def _window(text: str, start: int, end: int, pad: int, snap: int) -> tuple[int, 
     return s, e
 
 
-# Characters that end the run an e-mail address can sit in: whitespace, ASCII controls and the ASCII
-# punctuation that presidio's e-mail pattern never matches (any other character counts as part of the run).
-_NOT_IN_ADDRESS = re.compile(r"[\s\x00-\x1f\x7f\"(),:;<>\[\\\]]")
+# Characters that end the run an e-mail address can sit in. Before the "@": whitespace, ASCII controls, the
+# ASCII punctuation that presidio's e-mail pattern never matches, and the URL delimiters its local part does
+# take ("x.com/?email=jane@example.com" would go whole, host and path included, or, led by "/", fail
+# presidio's domain check and go unreplaced: the address is what follows the last of them). After the "@":
+# anything but the word characters, "-" and "." that presidio's domain holds.
+_NOT_IN_LOCAL = re.compile(r"[\s\x00-\x1f\x7f\"(),:;<>\[\\\]/?=&#]")
+_NOT_IN_DOMAIN = re.compile(r"[^\w.\-]")
 
 
 def _address_run(text: str, start: int, end: int, s: int, e: int) -> tuple[int, int]:
@@ -595,9 +612,9 @@ def _address_run(text: str, start: int, end: int, s: int, e: int) -> tuple[int, 
     nothing outside the runs is lost; the pattern, which tries every position, then reads a few dozen
     characters instead of the whole padded window. Where the window ends inside the run, it stays."""
     i = start
-    while i > s and not _NOT_IN_ADDRESS.match(text, i - 1):
+    while i > s and not _NOT_IN_LOCAL.match(text, i - 1):
         i -= 1
-    stop = _NOT_IN_ADDRESS.search(text, end, e)
+    stop = _NOT_IN_DOMAIN.search(text, end, e)
     return max(s, i - 1), stop.end() if stop else e
 
 
@@ -699,11 +716,13 @@ def scan(
     doc_entities: list[list[str]],
     cfg: PiiConfig,
     rust: dict[str, list[list[str]]] | None = None,
+    ner_docs: list[bool] | None = None,
 ) -> list[list[RecognizerResult]]:
     """Findings per document (non-overlapping, sorted, guarded, above the threshold).
 
     ``doc_entities[i]`` names the entity types worth looking for in ``texts[i]`` (from the candidate
-    pre-check). Per entity type, the candidate windows of all documents go to presidio in batches.
+    pre-check). Per entity type, the candidate windows of all documents go to presidio in batches. With
+    ``cfg.ner_model``, the texts flagged in ``ner_docs`` (all when None) also go through the NER model.
     """
     analyzer = get_analyzer(cfg)
     raw: list[list[RecognizerResult]] = [[] for _ in texts]
@@ -765,7 +784,8 @@ def scan(
     if cfg.ner_model:  # names and places: the model reads whole documents
         ner = _build_ner_analyzer(cfg.ner_model)
         for i, text in enumerate(texts):
-            raw[i].extend(ner.analyze(text, language="en", entities=list(cfg.ner_entities)))
+            if ner_docs is None or ner_docs[i]:
+                raw[i].extend(ner.analyze(text, language="en", entities=list(cfg.ner_entities)))
     # Findings scored before the phone search are not scored again: only those that came after them are.
     out = []
     for i in range(len(texts)):
@@ -774,69 +794,74 @@ def scan(
     return out
 
 
+
 def _candidates(text: str, cfg: PiiConfig) -> list[str]:
     return [e for e in cfg.entities if re.search(CANDIDATE_PATTERNS[e], text)]
 
 
-def pii_findings(text: str, cfg: PiiConfig, source: str = "web") -> list[dict[str, Any]]:
-    """What the stage would replace in ``text``: one dict per finding, in text order, with ``entity_type``,
-    ``start``, ``end``, ``score``, ``value`` and ``replacement`` (for ``refinery inspect --stage pii``)."""
-    if source not in cfg.apply_to_sources:
-        return []
-    (found,) = scan([text], [source], [_candidates(text, cfg)], cfg)
-    return [
-        {
-            "entity_type": r.entity_type,
-            "start": r.start,
-            "end": r.end,
-            "score": round(r.score, 3),
-            "value": text[r.start : r.end],
-            "replacement": cfg.replacement(r.entity_type, text[r.start : r.end]),
-        }
-        for r in found
-    ]
+# ---------------------------------------------------------------------------------------------- views
 
 
-def apply_findings(text: str, findings: list[RecognizerResult], cfg: PiiConfig) -> str:
-    """``text`` with each (non-overlapping) finding replaced under ``cfg``'s policy."""
-    parts = []
-    pos = 0
-    for r in findings:
-        parts.append(text[pos : r.start])
-        parts.append(cfg.replacement(r.entity_type, text[r.start : r.end]))
-        pos = r.end
-    parts.append(text[pos:])
-    return "".join(parts)
+def _scattered(series: pl.Series, idx: list[int], values: list[Any]) -> pl.Series:
+    """A copy of ``series`` with ``values`` at ``idx`` (``scatter`` works in place)."""
+    out = series.clone()
+    out.scatter(idx, values)
+    return out
 
 
-def redact_text(text: str, cfg: PiiConfig, source: str = "web") -> tuple[str, dict[str, int]]:
-    """Replace PII in one text; returns the new text and the counts per entity type."""
-    (found,) = scan([text], [source], [_candidates(text, cfg)], cfg)
-    counts: dict[str, int] = {}
-    for r in found:
-        counts[r.entity_type] = counts.get(r.entity_type, 0) + 1
-    return apply_findings(text, found, cfg), counts
+def _to_original(r: RecognizerResult, view_map: ViewMap | None) -> RecognizerResult:
+    """A finding in view offsets, in the original's."""
+    if view_map is None:
+        return r
+    return RecognizerResult(r.entity_type, view_map.original(r.start), view_map.original(r.end), r.score)
 
 
-# ---------------------------------------------------------------------------------------------- stage
+# ----------------------------------------------------------------------------------------- candidates
 
 
-def remove_pii(df: pl.DataFrame, cfg: PiiConfig) -> StageResult:
-    """Replace PII in ``text`` under each type's policy; add ``pii_count`` (int) and ``pii_types`` (JSON
-    counts). Documents holding more than ``drop_above`` findings of "drop" types are rejected (their text
-    redacted too, so ``rejected/`` leaks nothing), with the counts in ``detail``.
+@dataclass
+class _Cands:
+    """The strings of one group (a column, or metadata values) worth handing to presidio."""
 
-    Stats: ``counts`` per entity type, ``by_source`` counts, ``docs_with_pii``, ``docs_dropped``, and
-    ``docs_scanned`` (documents handed to presidio).
-    """
-    n = df.height
+    rows: list[int]  # positions in the group
+    texts: list[str]  # their views
+    sources: list[str]  # the source the guards score them as
+    entities: list[list[str]]  # entity types worth looking for in each
+    rust: dict[str, list[list[str]]]  # window-search matches found in polars (see ``_match_spans``)
+    ner: bool  # whether the optional NER model reads them too
+    rules: list[list[str]] = field(default_factory=list)  # view triggers that matched each (when asked for)
+
+    def take(self, keep: list[int]) -> _Cands:
+        """The entries at ``keep`` (indices into the lists), in that order."""
+        return _Cands(
+            [self.rows[k] for k in keep],
+            [self.texts[k] for k in keep],
+            [self.sources[k] for k in keep],
+            [self.entities[k] for k in keep],
+            {p: [m[k] for k in keep] for p, m in self.rust.items()},
+            self.ner,
+        )
+
+
+def _candidate_pass(
+    views: pl.Series,
+    scoring: pl.Series,
+    applies: pl.Series,
+    cfg: PiiConfig,
+    ner: bool = False,
+    triggers: bool = False,
+) -> _Cands:
+    """One vectorised ``contains()`` per entity type over ``views``: which strings may hold which PII. The
+    window-search patterns that run in polars are extracted in the same pass (``_match_spans``); where one is
+    also the entity's candidate pattern, "matched anything" stands for the contains() check. ``triggers``: the
+    view triggers run in the same pass too, and strings matching one are kept with the names in ``rules``."""
     entities = list(cfg.entities)
-    applies = pl.col("source").is_in(cfg.apply_to_sources)
-    # One vectorised contains() per entity type: which documents may hold which PII.
-    # The window-search patterns that run in polars are extracted here too (``_match_spans``); where one is
-    # also the entity's candidate pattern, "matched anything" stands for the contains() check.
+    with_ner = ner and bool(cfg.ner_model)
+    if not (entities or with_ner or triggers) or views.len() == 0:
+        return _Cands([], [], [], [], {}, with_ner)
     rust_patterns = _rust_patterns(entities)
     extracted = {p: f"_x{k}" for k, p in enumerate(rust_patterns)}
+    trig = {f"_v{k}": p for k, p in enumerate(VIEW_TRIGGERS.values())} if triggers else {}
 
     def has_candidate(e: str, rewrite: Callable[[str], str]) -> pl.Expr:
         return pl.any_horizontal(
@@ -845,60 +870,466 @@ def remove_pii(df: pl.DataFrame, cfg: PiiConfig) -> StageResult:
         )
 
     def candidates(part: pl.DataFrame, rewrite: Callable[[str], str]) -> pl.DataFrame:
+        wanted = [pl.any_horizontal(entities)] if entities else []
+        wanted += [pl.col("_a")] if with_ner else []
+        wanted += [pl.col("_a") & pl.any_horizontal(list(trig))] if trig else []
         return (
-            part.with_columns([pl.col("text").str.extract_all(rewrite(p)).alias(c) for p, c in extracted.items()])
-            .with_columns([(applies & has_candidate(e, rewrite)).fill_null(False).alias(e) for e in entities])
-            .filter(
-                (pl.any_horizontal(entities) if entities else pl.lit(False))
-                | ((applies.fill_null(False)) if cfg.ner_model else pl.lit(False))
+            part.with_columns(
+                *[pl.col("text").str.extract_all(rewrite(p)).alias(c) for p, c in extracted.items()],
+                *[pl.col("text").str.contains(p).fill_null(False).alias(c) for c, p in trig.items()],
             )
+            .with_columns([(pl.col("_a") & has_candidate(e, rewrite)).fill_null(False).alias(e) for e in entities])
+            .filter(pl.any_horizontal(wanted))
         )
 
-    if (entities or cfg.ner_model) and n:
-        docs = df.select("text", "source").with_row_index("_i")
-        parts = [candidates(part, rewrite) for part, rewrite in _digit_parts(docs, "text")]
-        cand = pl.concat(parts).sort("_i") if len(parts) > 1 else parts[0]
-    else:
-        cand = pl.DataFrame(schema={"_i": pl.UInt32, "text": pl.String, "source": pl.String})
+    docs = pl.DataFrame({"text": views, "source": scoring, "_a": applies}).with_row_index("_i")
+    parts = [candidates(part, rewrite) for part, rewrite in _digit_parts(docs, "text")]
+    cand = pl.concat(parts).sort("_i") if len(parts) > 1 else parts[0]
+    if cand.height == 0:
+        return _Cands([], [], [], [], {}, with_ner)
     rows = cand.to_dict(as_series=False)
-    doc_entities = [[e for e in entities if rows[e][k]] for k in range(cand.height)] if cand.height else []
-    rust = {p: rows[c] for p, c in extracted.items()} if cand.height else {}
-    found = scan(rows["text"], rows["source"], doc_entities, cfg, rust) if cand.height else []
+    ents = [[e for e in entities if rows[e][k]] for k in range(cand.height)]
+    rust = {p: rows[c] for p, c in extracted.items()}
+    names = list(VIEW_TRIGGERS)
+    rules = [[n for n, c in zip(names, trig, strict=True) if rows[c][k]] for k in range(cand.height)] if trig else []
+    return _Cands(rows["_i"], rows["text"], rows["source"], ents, rust, with_ner, rules)
 
+
+def _scan_groups(groups: list[_Cands], cfg: PiiConfig) -> list[list[list[RecognizerResult]]]:
+    """``scan`` over the candidates of every group at once (one set of presidio calls), split per group."""
+    texts = [t for g in groups for t in g.texts]
+    if not texts:
+        return [[] for _ in groups]
+    # every group with candidates holds the same patterns; the others add no strings
+    keys = dict.fromkeys(p for g in groups for p in g.rust)
+    rust = {p: [m for g in groups for m in g.rust.get(p, [])] for p in keys}
+    found = scan(
+        texts,
+        [s for g in groups for s in g.sources],
+        [e for g in groups for e in g.entities],
+        cfg,
+        rust,
+        [g.ner for g in groups for _ in g.texts],
+    )
+    out = []
+    pos = 0
+    for g in groups:
+        out.append(found[pos : pos + len(g.texts)])
+        pos += len(g.texts)
+    return out
+
+
+# A finding in original offsets, with the value its replacement is computed from: the view's plain form
+# ("jane@example.com" for "jane [at] example [dot] com"), so a hash is the same however the value was written.
+Finding = tuple[RecognizerResult, str]
+
+
+def _findings_of(
+    group: _Cands, results: list[list[RecognizerResult]], maps: dict[int, ViewMap]
+) -> dict[int, list[Finding]]:
+    """Per position in the group, its findings mapped back from the view to the original."""
+    out: dict[int, list[Finding]] = {}
+    for row, view, found in zip(group.rows, group.texts, results, strict=True):
+        if found:
+            view_map = maps.get(row)
+            out[row] = [(_to_original(r, view_map), view[r.start : r.end]) for r in found]
+    return out
+
+
+def _group(
+    values: pl.Series, scoring: pl.Series, applies: pl.Series, cfg: PiiConfig, ner: bool = False, sieve: bool = False
+) -> tuple[_Cands, dict[int, ViewMap]]:
+    """The candidates among ``values``, read through their views (``view_of``: obfuscated and encoded forms
+    rewritten), and the maps back from the rewritten ones. ``sieve``: first keep the values that match one
+    union of every candidate pattern and view trigger (one pass instead of ~30, for the many short strings of
+    URL and metadata columns, most of which hold nothing)."""
+    keep: list[int] | None = None
+    if sieve and values.len():
+        hit = (applies & values.str.contains(_any_candidate(tuple(cfg.entities)))).fill_null(False)
+        keep = hit.arg_true().to_list()
+        values, scoring, applies = values.gather(keep), scoring.gather(keep), applies.gather(keep)
+    cands, maps = _with_views(_candidate_pass(values, scoring, applies, cfg, ner, triggers=True), cfg)
+    if keep is not None:  # back to positions in the whole group
+        cands.rows = [keep[i] for i in cands.rows]
+        maps = {keep[i]: m for i, m in maps.items()}
+    return cands, maps
+
+
+def _with_views(cands: _Cands, cfg: PiiConfig) -> tuple[_Cands, dict[int, ViewMap]]:
+    """``cands`` with the strings a view trigger matched replaced by their views, whose candidates are found
+    again (a second pass over those few); strings left with nothing to look for are dropped."""
+    redo = [(k, view) for k, text, rules in zip(range(len(cands.rows)), cands.texts, cands.rules, strict=True)
+            if rules and (view := view_of(text, rules)) is not None]  # fmt: skip
+    redone = {k for k, _ in redo}
+    keep = [k for k in range(len(cands.rows)) if k not in redone and (cands.entities[k] or cands.ner)]
+    if not redo:
+        return (cands.take(keep) if len(keep) < len(cands.rows) else cands), {}
+    src = pl.Series([cands.sources[k] for k, _ in redo], dtype=pl.String)
+    views = pl.Series([v[0] for _, v in redo], dtype=pl.String)
+    again = _candidate_pass(views, src, pl.Series([True] * len(redo)), cfg, cands.ner)
+    maps = {cands.rows[redo[j][0]]: redo[j][1][1] for j in again.rows}
+    again.rows = [cands.rows[redo[j][0]] for j in again.rows]
+    merged = _Cands(
+        [*(cands.rows[k] for k in keep), *again.rows],
+        [*(cands.texts[k] for k in keep), *again.texts],
+        [*(cands.sources[k] for k in keep), *again.sources],
+        [*(cands.entities[k] for k in keep), *again.entities],
+        {p: [*(m[k] for k in keep), *again.rust.get(p, [])] for p, m in cands.rust.items()},
+        cands.ner,
+    )
+    order = sorted(range(len(merged.rows)), key=merged.rows.__getitem__)
+    return merged.take(order), maps
+
+
+@lru_cache(maxsize=8)
+def _any_candidate(entities: tuple[str, ...]) -> str:
+    """One pattern matching wherever a candidate pattern of ``entities`` or a view trigger matches."""
+    parts = [*(p for e in entities for p in _CANDIDATE_PARTS[e]), *VIEW_TRIGGERS.values()]
+    return "|".join(f"(?:{p})" for p in parts)  # grouped: "(?i)" in one stays in it
+
+
+def _find(texts: list[str], sources: list[str], cfg: PiiConfig) -> list[list[Finding]]:
+    """Findings per text (original offsets), obfuscated and encoded forms included."""
+    src = pl.Series("s", sources, dtype=pl.String)
+    cands, maps = _group(pl.Series("t", texts, dtype=pl.String), src, src.is_in(cfg.apply_to_sources), cfg, True)
+    (results,) = _scan_groups([cands], cfg)
+    found = _findings_of(cands, results, maps)
+    return [found.get(i, []) for i in range(len(texts))]
+
+
+def find_pii(texts: list[str], sources: list[str], cfg: PiiConfig) -> list[list[RecognizerResult]]:
+    """What the stage replaces in each of ``texts`` (scored as documents of ``sources``), in original offsets:
+    the vectorised candidate pass, the obfuscated and encoded forms, presidio on candidate windows."""
+    return [[r for r, _ in found] for found in _find(texts, sources, cfg)]
+
+
+def _replacement(cfg: PiiConfig, entity: str, original: str, plain: str) -> str:
+    # "mask" keeps the shape of what was written; the others read the plain form (hashes agree across forms)
+    return cfg.replacement(entity, original if cfg.policy_for(entity) == "mask" else plain)
+
+
+def pii_findings(text: str, cfg: PiiConfig, source: str = "web") -> list[dict[str, Any]]:
+    """What the stage would replace in ``text``: one dict per finding, in text order, with ``entity_type``,
+    ``start``, ``end``, ``score``, ``value`` (as written) and ``replacement``."""
+    (found,) = _find([text], [source], cfg)
+    return [
+        {
+            "entity_type": r.entity_type,
+            "start": r.start,
+            "end": r.end,
+            "score": round(r.score, 3),
+            "value": text[r.start : r.end],
+            "replacement": _replacement(cfg, r.entity_type, text[r.start : r.end], plain),
+        }
+        for r, plain in found
+    ]
+
+
+def apply_findings(text: str, findings: list[RecognizerResult] | list[Finding], cfg: PiiConfig) -> str:
+    """``text`` with each (non-overlapping, sorted) finding replaced under ``cfg``'s policy."""
+    parts = []
+    pos = 0
+    for f in findings:
+        r, plain = f if isinstance(f, tuple) else (f, text[f.start : f.end])
+        parts.append(text[pos : r.start])
+        parts.append(_replacement(cfg, r.entity_type, text[r.start : r.end], plain))
+        pos = r.end
+    parts.append(text[pos:])
+    return "".join(parts)
+
+
+def _type_counts(found: list[Finding]) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for r, _ in found:
+        counts[r.entity_type] = counts.get(r.entity_type, 0) + 1
+    return counts
+
+
+def redact_text(text: str, cfg: PiiConfig, source: str = "web") -> tuple[str, dict[str, int]]:
+    """Replace PII in one text; returns the new text and the counts per entity type."""
+    (found,) = _find([text], [source], cfg)
+    return apply_findings(text, found, cfg), _type_counts(found)
+
+
+# -------------------------------------------------------------------------------------- every column
+
+# String columns that hold identities and labels, never free text: not scanned.
+SKIPPED_COLUMNS = frozenset(
+    {"id", "source", "stage", "lang", "group_id", "split", "duplicate_of", "pii_types", "orig_id"}
+)
+# String columns holding a JSON document: every string (and integer) value in them is scanned, with its key
+# as context ("phone": 4155550132, "password": "..."), and the column stays valid JSON.
+JSON_COLUMNS = frozenset({"meta", "detail"})
+_JSON_ESCAPES = (r"\\u[0-9A-Fa-f]{4}", r"[0-9\-.][ \t]*\\[rn]")  # values the raw-JSON pre-check cannot read
+
+
+@dataclass
+class _Leaf:
+    """One scanned JSON value: where it sits, and the text scanned for it ("key: \\"value\\"")."""
+
+    row: int
+    column: str
+    parent: Any  # the dict or list holding it
+    key: Any  # its key or index there
+    text: str
+    offset: int  # where the value starts in ``text``
+    length: int
+
+
+_MAX_DEPTH = 100  # JSON documents nested deeper are read as plain strings
+# Values shorter than this hold no finding (the shortest: "a@b.co", "1.2.3.4", 7 phone digits, a 6-character
+# password; the optional NER model reads ``text`` only): they are not scanned.
+_SHORTEST = 6
+
+
+def _walk(root: Any) -> list[tuple[Any, Any, str, Any]] | None:
+    """(container, key, key context, value) of every string and integer value under ``root`` of at least
+    ``_SHORTEST`` characters; None when ``root`` nests deeper than ``_MAX_DEPTH`` (read as a plain string
+    then: writing it back as JSON could exceed the recursion limit). Iterative: no Python recursion."""
+    out: list[tuple[Any, Any, str, Any]] = []
+    stack: list[tuple[Any, str, int]] = [(root, "", 0)]
+    while stack:
+        node, context, depth = stack.pop()
+        if depth > _MAX_DEPTH:
+            return None
+        items = node.items() if isinstance(node, dict) else enumerate(node)
+        for k, v in items:
+            ctx = k if isinstance(k, str) else context  # list items read their list's key
+            if isinstance(v, dict | list):
+                stack.append((v, ctx, depth + 1))
+            elif isinstance(v, str) or (isinstance(v, int) and not isinstance(v, bool)):
+                if len(v if isinstance(v, str) else str(v)) >= _SHORTEST:
+                    out.append((node, k, ctx, v))
+    return out
+
+
+def _leaf_text(context: str, value: str | int) -> tuple[str, int]:
+    """The text a value is scanned as, and where the value starts in it: its key first, so that key-value
+    recognizers and context words read it as they would in a document ("password": "...", "phone": ...)."""
+    if not context:
+        return str(value), 0
+    if isinstance(value, str):
+        return f'{context}: "{value}"', len(context) + 3
+    return f"{context}: {value}", len(context) + 2
+
+
+def _json_candidates(df: pl.DataFrame, column: str, applies: pl.Series, cfg: PiiConfig) -> list[int]:
+    """Rows whose raw JSON in ``column`` may hold PII: any candidate pattern, view trigger or escape matches."""
+    patterns = [_any_candidate(tuple(cfg.entities)), *_JSON_ESCAPES]
+    hit = df.select((applies & df[column].str.contains("|".join(f"(?:{p})" for p in patterns))).fill_null(False))
+    return hit.to_series().arg_true().to_list()
+
+
+def _json_leaves(
+    df: pl.DataFrame, column: str, rows: list[int]
+) -> tuple[list[_Leaf], dict[int, tuple[list[Any], bool]]]:
+    """The scanned values of ``column`` in ``rows``, and each row's parsed document, wrapped in a one-item list
+    so a bare top-level value can be replaced too, with whether it was JSON (rows that are not are scanned
+    whole, as plain strings)."""
+    leaves: list[_Leaf] = []
+    docs: dict[int, tuple[list[Any], bool]] = {}
+    for row, raw in zip(rows, df[column].gather(rows).to_list(), strict=True):
+        try:
+            doc, parsed = [json.loads(raw)], True
+        except (TypeError, ValueError, RecursionError):
+            doc, parsed = [raw], False
+        found = _walk(doc)
+        if found is None:  # too deep to write back safely: the raw string instead
+            doc, parsed = [raw], False
+            found = _walk(doc) or []
+        docs[row] = (doc, parsed)
+        for parent, key, ctx, value in found:
+            text, offset = _leaf_text(ctx, value)
+            leaves.append(_Leaf(row, column, parent, key, text, offset, len(str(value))))
+    return leaves, docs
+
+
+def _clipped(found: list[Finding], offset: int, length: int) -> list[Finding]:
+    """Findings inside a value's part [offset, offset + length) of its scanned text, in the value's offsets."""
+    out = []
+    for r, plain in found:
+        start, end = max(r.start, offset), min(r.end, offset + length)
+        if start < end:
+            out.append((RecognizerResult(r.entity_type, start - offset, end - offset, r.score), plain))
+    return out
+
+
+@dataclass
+class _Redaction:
+    frame: pl.DataFrame
+    counts: dict[int, dict[str, int]]  # row -> entity type -> findings, rows with any
+    by_column: dict[str, int]  # column -> findings
+    scanned: int  # rows with a candidate in some column (handed to presidio)
+
+
+def _add(counts: dict[int, dict[str, int]], by_column: dict[str, int], row: int, col: str, found: list) -> None:
+    mine = counts.setdefault(row, {})
+    for r, _ in found:
+        mine[r.entity_type] = mine.get(r.entity_type, 0) + 1
+    by_column[col] = by_column.get(col, 0) + len(found)
+
+
+def _redact(df: pl.DataFrame, cfg: PiiConfig) -> _Redaction:
+    """Every text-bearing column of ``df`` redacted under ``cfg``: plain string columns whole, JSON columns value
+    by value. ``text`` is scored as a document of its row's source; the other columns of code rows as prose (a
+    URL or a title is not code: bare numbers after "phone=" count, fixture IP ranges are not kept)."""
+    n = df.height
+    source = df["source"].fill_null("other") if "source" in df.columns else pl.Series(["other"] * n, dtype=pl.String)
+    applies = source.is_in(cfg.apply_to_sources).fill_null(False)
+    prose = source.replace("code", "web")
+    columns = [c for c, t in df.schema.items() if t == pl.String and c not in SKIPPED_COLUMNS]
+    plain = [c for c in columns if c not in JSON_COLUMNS and c != "text"]
+    groups: list[tuple[_Cands, dict]] = []
+    if "text" in columns:
+        groups.append(_group(df["text"], source, applies, cfg, ner=True))
+    if plain:  # all small columns stacked into one group: position p is row p % n of column p // n
+        stacked = pl.concat([df[c].alias("v") for c in plain])
+        k = len(plain)
+        groups.append(_group(stacked, pl.concat([prose] * k), pl.concat([applies] * k), cfg, sieve=True))
+    leaves: list[_Leaf] = []
+    docs: dict[tuple[str, int], tuple[list[Any], bool]] = {}
+    for c in (c for c in columns if c in JSON_COLUMNS):
+        found_leaves, parsed = _json_leaves(df, c, _json_candidates(df, c, applies, cfg))
+        leaves += found_leaves
+        docs.update({(c, row): doc for row, doc in parsed.items()})
+    if leaves:
+        rows = [leaf.row for leaf in leaves]
+        texts = pl.Series("v", [leaf.text for leaf in leaves], dtype=pl.String)
+        groups.append(_group(texts, prose.gather(rows), applies.gather(rows), cfg, sieve=True))
+    results = _scan_groups([g for g, _ in groups], cfg)
+    found = [_findings_of(g, res, maps) for (g, maps), res in zip(groups, results, strict=True)]
+
+    counts: dict[int, dict[str, int]] = {}
+    by_column: dict[str, int] = {}
+    updates: dict[str, tuple[list[int], list[Any]]] = {}
+    g = 0
+    scanned: set[int] = set()
+    g = 0
+    if "text" in columns:
+        _apply_column(df, "text", found[g], cfg, counts, by_column, updates)
+        scanned.update(groups[g][0].rows)
+        g += 1
+    if plain:
+        by_col: dict[str, dict[int, list[Finding]]] = {}
+        for pos, f in found[g].items():
+            by_col.setdefault(plain[pos // n], {})[pos % n] = f
+        for c, f in by_col.items():
+            _apply_column(df, c, f, cfg, counts, by_column, updates)
+        scanned.update(pos % n for pos in groups[g][0].rows)
+        g += 1
+    if leaves:
+        _apply_leaves(leaves, found[g], docs, cfg, counts, by_column, updates)
+        scanned.update(leaves[pos].row for pos in groups[g][0].rows)
+    frame = df.with_columns(_scattered(df[c], idx, vals) for c, (idx, vals) in updates.items()) if updates else df
+    return _Redaction(frame, counts, by_column, len(scanned))
+
+
+def _apply_column(
+    df: pl.DataFrame,
+    column: str,
+    found: dict[int, list[Finding]],
+    cfg: PiiConfig,
+    counts: dict[int, dict[str, int]],
+    by_column: dict[str, int],
+    updates: dict[str, tuple[list[int], list[Any]]],
+) -> None:
+    """Replace the findings of a plain string column (rows of ``found`` only)."""
+    if not found:
+        return
+    idx = sorted(found)
+    old = df[column].gather(idx).to_list()
+    updates[column] = (idx, [apply_findings(t, found[i], cfg) for i, t in zip(idx, old, strict=True)])
+    for i in idx:
+        _add(counts, by_column, i, column, found[i])
+
+
+def _apply_leaves(
+    leaves: list[_Leaf],
+    found: dict[int, list[Finding]],
+    docs: dict[tuple[str, int], tuple[list[Any], bool]],
+    cfg: PiiConfig,
+    counts: dict[int, dict[str, int]],
+    by_column: dict[str, int],
+    updates: dict[str, tuple[list[int], list[Any]]],
+) -> None:
+    """Replace the findings of JSON values in their parsed documents and write those documents back."""
+    changed: dict[tuple[str, int], None] = {}
+    for pos, f in sorted(found.items()):
+        leaf = leaves[pos]
+        mine = _clipped(f, leaf.offset, leaf.length)
+        if not mine:
+            continue
+        value = str(leaf.parent[leaf.key])
+        leaf.parent[leaf.key] = apply_findings(value, mine, cfg)
+        _add(counts, by_column, leaf.row, leaf.column, mine)
+        changed[(leaf.column, leaf.row)] = None
+    for column, row in changed:
+        idx, vals = updates.setdefault(column, ([], []))
+        idx.append(row)
+        doc, parsed = docs[(column, row)]
+        vals.append(json.dumps(doc[0], ensure_ascii=False) if parsed else doc[0])
+
+
+def redact_columns(df: pl.DataFrame, cfg: PiiConfig) -> tuple[pl.DataFrame, pl.Series]:
+    """Every text-bearing column of ``df`` redacted with the detection and policy of the ``pii`` stage, and the
+    findings per row (``pii_count``, all columns together).
+
+    Scanned: every String column except identities and labels (``SKIPPED_COLUMNS``: id, source, stage, lang,
+    group_id, split, duplicate_of, ...): ``text``, ``url``, ``path``, ``domain``, ``reason`` and any other; in
+    ``meta`` and ``detail`` (JSON) every string and integer value, nested objects and lists included, each with
+    its key as context; a JSON value with a finding becomes a string and the column stays valid JSON. Obfuscated
+    and percent-encoded forms count (see ``pipeline.pii_recognizers.view_of``). Rows are never dropped here:
+    types whose policy is "drop" get their placeholder. Rows whose source is not in ``apply_to_sources`` are
+    left as they are.
+    """
+    red = _redact(df, cfg)
+    per_row = [sum(red.counts[i].values()) if i in red.counts else 0 for i in range(df.height)]
+    return red.frame, pl.Series("pii_count", per_row, dtype=pl.Int64)
+
+
+def redact_rejected(df: pl.DataFrame, cfg: PiiConfig) -> pl.DataFrame:
+    """A frame of ``REJECTED_SCHEMA`` rows with personal data redacted in ``text``, ``url``, ``path``,
+    ``reason`` and every value of ``detail``, like ``redact_columns``; same rows, ids and columns. A rejected
+    row cannot be dropped again, so types whose policy is "drop" are replaced by their placeholder."""
+    return redact_columns(df, cfg)[0]
+
+
+# ---------------------------------------------------------------------------------------------- stage
+
+
+def remove_pii(df: pl.DataFrame, cfg: PiiConfig) -> StageResult:
+    """Replace PII in every text-bearing column (``redact_columns``) under each type's policy; add
+    ``pii_count`` (int, findings in all columns) and ``pii_types`` (JSON counts). Documents holding more than
+    ``drop_above`` findings of "drop" types are rejected (every column redacted too, so ``rejected/`` leaks
+    nothing), with the counts in ``detail``.
+
+    Stats: ``counts`` per entity type, ``by_source`` and ``by_column`` counts, ``docs_with_pii``,
+    ``docs_dropped``, and ``docs_scanned`` (documents with a candidate in some column, handed to presidio).
+    """
+    n = df.height
+    red = _redact(df, cfg)
+    entities = list(cfg.entities)
     drop_types = {e for e in entities if cfg.policy_for(e) == "drop"}
     totals = {e: 0 for e in [*entities, *(cfg.ner_entities if cfg.ner_model else [])]}
     by_source: dict[str, dict[str, int]] = {}
-    idx: list[int] = []
-    new_texts: list[str] = []
-    new_counts: list[int] = []
-    new_types: list[str] = []
+    sources = df["source"].to_list() if "source" in df.columns else ["other"] * n
+    idx = sorted(red.counts)
     dropped: list[int] = []
-    for k, results in enumerate(found):
-        if not results:
-            continue
-        counts: dict[str, int] = {}
-        for r in results:
-            counts[r.entity_type] = counts.get(r.entity_type, 0) + 1
-        i = rows["_i"][k]
-        idx.append(i)
-        new_texts.append(apply_findings(rows["text"][k], results, cfg))
-        new_counts.append(len(results))
-        new_types.append(json.dumps(counts, sort_keys=True))
+    for i in idx:
+        counts = red.counts[i]
         if drop_types and sum(c for e, c in counts.items() if e in drop_types) > cfg.drop_above:
             dropped.append(i)
-        src = by_source.setdefault(rows["source"][k], {})
+        src = by_source.setdefault(sources[i] or "other", {})
         for e, c in counts.items():
-            totals[e] += c
+            totals[e] = totals.get(e, 0) + c
             src[e] = src.get(e, 0) + c
 
-    text_col = df["text"]
     count_col = pl.Series("pii_count", [0] * n, dtype=pl.Int64)
     types_col = pl.Series("pii_types", ["{}"] * n, dtype=pl.String)
     if idx:
-        text_col = text_col.scatter(idx, new_texts)
-        count_col = count_col.scatter(idx, new_counts)
-        types_col = types_col.scatter(idx, new_types)
-    out = df.with_columns(text_col.alias("text"), count_col, types_col)
+        count_col.scatter(idx, [sum(red.counts[i].values()) for i in idx])
+        types_col.scatter(idx, [json.dumps(red.counts[i], sort_keys=True) for i in idx])
+    out = red.frame.with_columns(count_col, types_col)
     rejected = empty_rejected()
     if dropped:
         is_dropped = pl.Series("_drop", [False] * n).scatter(dropped, True)
@@ -914,6 +1345,7 @@ def remove_pii(df: pl.DataFrame, cfg: PiiConfig) -> StageResult:
         "docs_with_pii": len(idx),
         "docs_dropped": len(dropped),
         "by_source": {s: dict(sorted(c.items())) for s, c in sorted(by_source.items())},
-        "docs_scanned": cand.height,
+        "by_column": dict(sorted(red.by_column.items())),
+        "docs_scanned": red.scanned,
     }
     return StageResult(kept=out, rejected=rejected, stats=stats)

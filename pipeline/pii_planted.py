@@ -13,6 +13,7 @@ import json
 import random
 import string
 from dataclasses import dataclass
+from urllib.parse import quote, unquote
 
 import phonenumbers
 
@@ -294,3 +295,93 @@ def planted_corpus(
         k += per_doc
         out.append(plant(text, chosen, rng))
     return out
+
+
+# ------------------------------------------------------------------- records with PII outside the text
+#
+# For end-to-end checks that no personal data is left anywhere in a run folder: JSONL records whose PII sits
+# in the URL (query string, percent-encoded, credentials), in fields that ingest keeps in ``meta`` (title,
+# author_email, ip) and in the text in obfuscated forms.
+
+
+def _us_phone(rng: random.Random) -> tuple[str, str, str]:
+    """A valid US number's area code, exchange and line ("415", "555", "0134")."""
+    while True:
+        n = _PHONE_SHAPES["US"](rng)
+        if phonenumbers.is_valid_number(phonenumbers.parse(n, "US")):
+            return n[:3], n[3:6], n[6:]
+
+
+def _obfuscated(address: str, style: int) -> str:
+    """``address`` written as people hide it from harvesters ("jane [at] example [dot] com", ...)."""
+    local, domain = address.split("@")
+    at, dot = [(" [at] ", " [dot] "), (" (at) ", " (dot) "), (" at ", " dot "), (" AT ", " DOT ")][style % 4]
+    if style % 4 == 3:
+        local, domain = local.upper(), domain.upper()
+    return local.replace(".", dot) + at + domain.replace(".", dot)
+
+
+def planted_jsonl_records(
+    rng: random.Random, n: int, base: list[str] | None = None, source: str = "web"
+) -> tuple[list[dict], list[str]]:
+    """``n`` JSONL records (``id``, ``text``, ``url``, ``source``, ``title``, ``author_email``, ``ip``) with
+    personal data in every field, and the planted values, as written and in their plain forms (decoded, the
+    national digits of a phone number), none of which may appear anywhere in a finished run folder (check
+    with ``planted_leaks``, which reads through percent-encoding, whitespace and case).
+
+    Per record: the URL carries a percent-encoded e-mail and phone number in its query and a ``user:password``
+    (ingest keeps it in ``meta.url_raw``); ``title`` an e-mail or a phone number; ``author_email`` an address;
+    ``ip`` a public address; the text (``base[k % len(base)]`` or a filler sentence) an obfuscated address
+    (``[at]``/``[dot]``, ``(at)``/``(dot)``, ``at``/``dot``, ``AT``/``DOT`` in turn), a ``%40``-encoded one and
+    a phone number broken across a line. Every value is valid for its type (presidio and libphonenumber accept
+    its plain form), so each must be found.
+    """
+    records: list[dict] = []
+    planted: list[str] = []
+    for k in range(n):
+        mail, author, hidden, encoded = (email(rng) for _ in range(4))
+        area, exchange, line = _us_phone(rng)
+        phone_plain = f"+1 {area} {exchange} {line}"
+        user, secret = rng.choice(["deploy", "admin", rng.choice(FIRST)]), password(rng)
+        query_phone = quote(phone_plain, safe="")
+        url = (
+            f"https://{user}:{quote(secret, safe='')}@{rng.choice(HOSTS)}/contact"
+            f"?email={quote(mail, safe='')}&tel={query_phone}&ref={k}"
+        )
+        broken = f"+1 {area}\n{exchange} {line}" if k % 2 else f"({area}) {exchange}-\n{line}"
+        title_value = rng.choice([mail, phone_plain])
+        body = base[k % len(base)] if base else "The committee met on Tuesday to review the proposal."
+        text = (
+            f"{body}\n\nQuestions go to {_obfuscated(hidden, k)} (replies within a week).\n"
+            f"Unsubscribe: mailto:{quote(encoded, safe='')}\nOffice line {broken} until six.\n"
+        )
+        records.append(
+            {
+                "id": f"planted-{k}",
+                "text": text,
+                "url": url,
+                "source": source,
+                "title": f"Contact {title_value}",
+                "author_email": author,
+                "ip": ip(rng),
+            }
+        )
+        planted += [
+            mail, quote(mail, safe=""), author, _obfuscated(hidden, k), quote(encoded, safe=""), encoded,
+            phone_plain, f"{area} {exchange} {line}", query_phone, broken, f"{user}:{secret}",
+            f"{user}:{quote(secret, safe='')}", records[-1]["ip"],
+        ]  # fmt: skip
+    return records, list(dict.fromkeys(planted))
+
+
+def _canonical(text: str) -> str:
+    """``text`` with percent-escapes decoded and whitespace dropped, so that a value still shows however a
+    stage re-encoded or re-spaced it (URL normalisation, whitespace clean-up)."""
+    return "".join(unquote(text).split()).lower()
+
+
+def planted_leaks(blob: str, values: list[str]) -> list[str]:
+    """The planted ``values`` that still appear in ``blob`` (any text read back from a run folder), compared
+    with percent-escapes decoded, whitespace dropped and case folded."""
+    canon = _canonical(blob)
+    return [v for v in values if _canonical(v) in canon]

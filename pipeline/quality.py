@@ -29,6 +29,7 @@ import polars as pl
 import xxhash
 from pydantic import BaseModel, ConfigDict, Field
 
+from pipeline.bounds import MAX_DOC_CHARS, Float, Int, Seed, ZeroToOne
 from pipeline.schema import StageResult, to_rejected
 
 STAGE = "quality"
@@ -45,12 +46,14 @@ class QualityConfig(BaseModel):
     model: str = "builtin"  # "builtin" = pipeline/models/quality.ftz, or a path to a fastText model
     # "threshold": keep score >= threshold. "pareto": GPT-3's rule, keep if pareto(alpha) > 1 - score.
     mode: Literal["threshold", "pareto"] = "threshold"
-    threshold: float = Field(0.5, ge=0.0, le=1.0)
-    pareto_alpha: float = Field(9.0, gt=0.0)  # GPT-3, appendix A: alpha = 9
-    seed: int = 0  # the Pareto draw is a hash of (seed, document id): the same in every run and sharding
+    threshold: ZeroToOne = 0.5
+    pareto_alpha: Float = Field(9.0, gt=0.0, le=1000.0, description="GPT-3, appendix A: alpha = 9")
+    seed: Seed = 0  # the Pareto draw is a hash of (seed, document id): the same in every run and sharding
     # Sources judged; others get a score but are always kept (GPT-3 filtered Common Crawl only).
     apply_to: list[str] = Field(default_factory=lambda: ["web"])
-    max_chars: int = 20_000  # characters shown to the classifier (the head of long documents)
+    max_chars: Int = Field(
+        20_000, ge=1, le=MAX_DOC_CHARS, description="characters shown to the classifier (the head of long documents)"
+    )
 
 
 def model_file(name: str) -> Path:
@@ -200,15 +203,16 @@ def read_texts(paths: list[Path], chunk_chars: int = 3000) -> list[str]:
 class TrainQualityConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    epoch: int = 10
-    lr: float = 0.5
-    word_ngrams: int = 2
-    dim: int = 32
-    min_count: int = 2
+    # fastText's supervised training parameters.
+    epoch: Int = Field(10, ge=1, le=10_000)
+    lr: Float = Field(0.5, gt=0.0, le=10.0)
+    word_ngrams: Int = Field(2, ge=1, le=10)
+    dim: Int = Field(32, ge=1, le=4096)
+    min_count: Int = Field(2, ge=1, le=1_000_000)
     quantize: bool = True  # .ftz with a pruned vocabulary: small enough to ship in the repository
-    cutoff: int = 20_000  # words (and n-gram buckets) kept by quantization
-    seed: int = 0
-    max_per_class: int = 3000  # classes are balanced by subsampling the larger one
+    cutoff: Int = Field(20_000, ge=0, le=100_000_000, description="words (and n-gram buckets) kept by quantization")
+    seed: Seed = 0
+    max_per_class: Int = Field(3000, ge=1, le=100_000_000, description="larger classes are subsampled to this")
 
 
 def train_quality(

@@ -5,21 +5,23 @@ from __future__ import annotations
 import base64
 import html
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import polars as pl
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from pipeline.atomic import atomic_write, atomic_write_bytes
+from pipeline.bounds import Int
 
 
 class ReportConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    top_reasons: int = 25  # drop reasons listed
-    duplicate_examples: int = 5  # removed/kept pairs shown
-    snippet_chars: int = 160
+    top_reasons: Int = Field(25, ge=1, le=10_000, description="drop reasons listed")
+    duplicate_examples: Int = Field(5, ge=0, le=1000, description="removed/kept pairs shown")
+    snippet_chars: Int = Field(160, ge=1, le=100_000, description="characters of each example shown")
 
 
 class Section:
@@ -146,7 +148,7 @@ def _source_section(
     return sec
 
 
-def _reasons_section(rejected: pl.DataFrame | None, cfg: ReportConfig) -> Section:
+def _reasons_section(rejected: pl.DataFrame | None, cfg: ReportConfig, redact: Redactor) -> Section:
     sec = Section("Drop reasons")
     if rejected is None:
         sec.text("Nothing was dropped.")
@@ -156,12 +158,13 @@ def _reasons_section(rejected: pl.DataFrame | None, cfg: ReportConfig) -> Sectio
         .len()
         .sort(["len", "stage", "reason", "source"], descending=[True, False, False, False])
     )
-    sec.table(["stage", "reason", "source", "documents"], [list(r) for r in counts.head(cfg.top_reasons).iter_rows()])
+    rows = [[st, redact(reason, src), src, n] for st, reason, src, n in counts.head(cfg.top_reasons).iter_rows()]
+    sec.table(["stage", "reason", "source", "documents"], rows)
     return sec
 
 
 def _dedup_section(
-    manifest: dict[str, Any], rejected: pl.DataFrame | None, run_dir: Path, cfg: ReportConfig
+    manifest: dict[str, Any], rejected: pl.DataFrame | None, run_dir: Path, cfg: ReportConfig, redact: Redactor
 ) -> Section | None:
     stage = next((s for s in manifest["stages"] if s["name"] == "dedup"), None)
     if stage is None:
@@ -185,8 +188,8 @@ def _dedup_section(
                 r["id"],
                 r["reason"],
                 r["duplicate_of"],
-                _snip(removed_text.get(r["id"]), cfg),
-                _snip(kept_text.get(r["duplicate_of"]), cfg),
+                _snip(removed_text.get(r["id"]), cfg, redact, r["source"]),
+                _snip(kept_text.get(r["duplicate_of"]), cfg, redact, r["source"]),
             ]
             for r in dups.iter_rows(named=True)
         ]
@@ -195,10 +198,38 @@ def _dedup_section(
     return sec
 
 
-def _snip(text: str | None, cfg: ReportConfig) -> str:
+def _snip(text: str | None, cfg: ReportConfig, redact: Redactor, source: str | None) -> str:
     if text is None:
         return "(kept copy removed by a later stage)"
-    return " ".join(text.split())[: cfg.snippet_chars]
+    # Redact a margin past the cut, so that no value is cut short of recognition inside the shown part.
+    flat = " ".join(text.split())[: cfg.snippet_chars + SNIP_MARGIN]
+    return (redact(flat, source) or "")[: cfg.snippet_chars]
+
+
+# Characters redacted past a snippet's end: more than any value but a private-key block (which its recognizer
+# finds truncated too).
+SNIP_MARGIN = 400
+
+# Text (and the source of its document) -> the same text as the report may show it.
+Redactor = Callable[[str | None, str | None], str | None]
+
+
+def pii_redactor(manifest: dict[str, Any]) -> Redactor:
+    """Where the run's recipe has a ``pii`` stage, a function redacting a string with that stage's detection and
+    policy (the report and ``refinery inspect`` show nothing it would have removed, whatever the files hold);
+    otherwise the identity."""
+    stages = (manifest.get("recipe") or {}).get("stages") or []
+    params = next((s.get("params") or {} for s in stages if isinstance(s, dict) and s.get("name") == "pii"), None)
+    if params is None:
+        return lambda text, source: text
+    from pipeline.pii import PiiConfig, redact_text  # presidio loads only for runs that remove PII
+
+    pii_cfg = PiiConfig(**params)
+
+    def redact(text: str | None, source: str | None) -> str | None:
+        return None if text is None else redact_text(text, pii_cfg, source or "other")[0]
+
+    return redact
 
 
 def _pii_section(manifest: dict[str, Any]) -> Section | None:
@@ -214,6 +245,9 @@ def _pii_section(manifest: dict[str, Any]) -> Section | None:
             ["source", "entity type", "replacements"],
             [[s, t, n] for s, types in sorted(by_source.items()) for t, n in sorted(types.items())],
         )
+    by_column = stats.get("by_column") or {}
+    if by_column:
+        sec.table(["column", "replacements"], sorted(by_column.items()))
     sec.text(f"Documents with at least one replacement: {stats.get('docs_with_pii', 0)}")
     return sec
 
@@ -322,11 +356,12 @@ def write_report(run_dir: Path, manifest: dict[str, Any], cfg: ReportConfig) -> 
     rejected = _read_lengths(run_dir / "rejected", ["id", "source", "stage", "reason", "duplicate_of"])
     docs = _read_lengths(run_dir / "documents", ["id", "source"])
     doc_stages = [s["name"] for s in manifest["stages"] if s["name"] not in ("tokenizer", "shards", "train", "report")]
+    redact = pii_redactor(manifest)
     sections = [
         _stage_section(manifest),
         _source_section(manifest, rejected, docs, doc_stages),
-        _reasons_section(rejected, cfg),
-        _dedup_section(manifest, rejected, run_dir, cfg),
+        _reasons_section(rejected, cfg, redact),
+        _dedup_section(manifest, rejected, run_dir, cfg, redact),
         _pii_section(manifest),
         _tokens_section(manifest),
         _tokenizer_section(manifest),

@@ -9,6 +9,7 @@ import polars as pl
 import pyarrow as pa
 from pydantic import BaseModel, ConfigDict, Field
 
+from pipeline.bounds import MAX_MB, Float, Int, Seed, Threads
 from pipeline.ids import stable_rank_key
 from pipeline.tokenizer import load_tokenizer
 
@@ -16,19 +17,20 @@ from pipeline.tokenizer import load_tokenizer
 class ShardsConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    val_fraction: float = 0.1
+    # Below 1: a source needs training data.
+    val_fraction: Float = Field(0.1, ge=0.0, lt=1.0, description="share of each source's document groups held out")
     # Every source gets at least this many validation documents (if it has twice as many),
     # so a per-source validation loss always exists.
-    min_val_docs_per_source: int = 1
+    min_val_docs_per_source: Int = Field(1, ge=0, le=1_000_000)
     # A validation group holding a document whose normalised text also occurs in train is moved
     # to train, so validation loss is not flattered by memorised copies (run dedup for near copies).
     decontaminate_val: bool = True
     # Token shard files are cut at about this many tokens, so readers never load a huge file.
-    max_tokens_per_file: int = Field(20_000_000, gt=0)
+    max_tokens_per_file: Int = Field(20_000_000, gt=0, le=2**31 - 1)  # readers load a file whole
     # Held-out text measured for tokenizer metrics (bytes per token, beside a reference tokenizer).
-    metrics_mb: float = 10.0
-    seed: int = 0
-    threads: int = 2
+    metrics_mb: Float = Field(10.0, ge=0.0, le=MAX_MB)
+    seed: Seed = 0
+    threads: Threads = 2
 
 
 def assign_split(docs: pl.DataFrame, cfg: ShardsConfig) -> pl.DataFrame:

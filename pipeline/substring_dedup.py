@@ -14,6 +14,7 @@ import numpy as np
 import polars as pl
 from pydantic import BaseModel, ConfigDict, Field
 
+from pipeline.bounds import MAX_DOC_CHARS, Int
 from pipeline.schema import StageResult, to_rejected
 
 STAGE = "substring_dedup"
@@ -24,9 +25,11 @@ class SubstringDedupConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    min_len: int = Field(200, ge=20)  # bytes (Lee et al. used 50 tokens, about 200-250 bytes)
+    min_len: Int = Field(
+        200, ge=20, le=MAX_DOC_CHARS, description="bytes (Lee et al. used 50 tokens, about 200-250 bytes)"
+    )
     sources: list[str] = Field(default_factory=lambda: ["web", "book", "other"])
-    min_chars_left: int = Field(1, ge=0)  # documents with less text left are rejected
+    min_chars_left: Int = Field(1, ge=0, le=MAX_DOC_CHARS, description="documents with less text left are rejected")
 
 
 def _repeated_spans(buf: np.ndarray, doc_end: np.ndarray, min_len: int) -> tuple[np.ndarray, np.ndarray]:

@@ -6,42 +6,80 @@ import io
 import json
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 import polars as pl
 import sentencepiece as spm
 import xxhash
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from pipeline.atomic import atomic_write_bytes
+from pipeline.bounds import MAX_MB, Float, Int, Seed, Threads, field_error
 from pipeline.ids import stable_rank_key
 
-# Byte fallback reserves 256 pieces; the rest must still cover the corpus' characters.
-MIN_VOCAB = 384
+# Pieces every model has: <unk>, <s>, </s>, <pad> (ids 0-3, see train_tokenizer).
+SPECIAL_PIECES = 4
+BYTE_PIECES = 256  # byte fallback adds <0x00>..<0xFF>
+# sentencepiece also needs a piece for every character of the corpus' alphabet (at character_coverage)
+# and fails after sampling when the vocabulary cannot hold them: keep room for at least this many, the
+# printable ASCII characters and some more. 4 + 256 + 124 = 384 with byte fallback.
+MIN_CHAR_PIECES = 124
+# Far above any LLM vocabulary (~256k); the unigram trainer cannot grow past its 1M seed pieces anyway.
+MAX_VOCAB = 1_000_000
 
 
 class TokenizerConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     model_type: Literal["bpe", "unigram"] = "bpe"
-    vocab_size: int = 4096
+    vocab_size: Int = Field(
+        4096, ge=1, le=MAX_VOCAB, description="pieces, special and byte-fallback pieces and symbols included"
+    )
     # Soft limit: a small corpus gets a smaller vocabulary instead of an error.
     hard_vocab_limit: bool = False
-    character_coverage: float = 0.9995
+    # sentencepiece refuses character_coverage outside [0.98, 1].
+    character_coverage: Float = Field(0.9995, ge=0.98, le=1.0)
     byte_fallback: bool = True  # no <unk>: any byte sequence round-trips
     split_digits: bool = True
     # Extra pieces: user-defined symbols are always one token in text; control symbols only by id.
-    user_defined_symbols: list[str] = []
-    control_symbols: list[str] = []
-    sample_mb: float = 50.0  # at most this much text is used for training
+    user_defined_symbols: list[str] = Field(default_factory=list)
+    control_symbols: list[str] = Field(default_factory=list)
+    sample_mb: Float = Field(50.0, gt=0.0, le=MAX_MB, description="at most this much text (held in memory) is used")
     # Source mixing of the sample: each source's share is proportional to (its share of the
     # text) ** (1 / temperature). 1 keeps natural proportions; larger values flatten them so a
     # small source (books beside a web crawl) is not drowned. Ignored when source_weights is set.
-    temperature: float = Field(2.0, gt=0)
-    source_weights: dict[str, float] | None = None
-    max_line_chars: int = 8000  # long lines are cut into pieces this long
-    seed: int = 0
-    threads: int = 2
+    temperature: Float = Field(2.0, gt=0.0, le=1000.0)
+    source_weights: dict[str, Annotated[Float, Field(ge=0.0)]] | None = Field(
+        None, description="sample share per source (normalised); sources not named get none"
+    )
+    # sentencepiece's max_sentence_length (4 bytes a character, so max_line_chars * 4) must lie in [10, 2**30].
+    max_line_chars: Int = Field(8000, ge=3, le=2**28, description="long lines are cut into pieces this long")
+    seed: Seed = 0
+    threads: Threads = 2
+
+    @model_validator(mode="after")
+    def _pieces(self) -> TokenizerConfig:
+        symbols = [*self.control_symbols, *self.user_defined_symbols]
+        # sentencepiece refuses these only after the sample is drawn: fail before any work.
+        for name in ("control_symbols", "user_defined_symbols"):
+            bad = [s for s in getattr(self, name) if not s or s == "<unk>"]
+            if bad:
+                raise field_error(name, f"empty strings and <unk> (always id 0) cannot be symbols, got {bad}", bad)
+        dupes = sorted({s for s in symbols if symbols.count(s) > 1})
+        if dupes:
+            msg = f"symbols listed twice (across user_defined_symbols and control_symbols): {dupes}"
+            raise field_error("user_defined_symbols", msg, dupes)
+        if self.source_weights is not None and not any(w > 0 for w in self.source_weights.values()):
+            raise field_error("source_weights", "needs at least one weight > 0", self.source_weights)
+        reserved = SPECIAL_PIECES + BYTE_PIECES * self.byte_fallback + len(symbols)
+        if self.vocab_size < reserved + MIN_CHAR_PIECES:
+            byte_part = f", {BYTE_PIECES} byte fallback" if self.byte_fallback else ""
+            msg = (
+                f"must be at least {reserved + MIN_CHAR_PIECES}: {reserved} reserved pieces ({SPECIAL_PIECES} "
+                f"special{byte_part}, {len(symbols)} symbols) + {MIN_CHAR_PIECES} for the alphabet"
+            )
+            raise field_error("vocab_size", msg, self.vocab_size)
+        return self
 
 
 def _lines(texts: list[str], max_chars: int) -> Iterator[str]:
@@ -60,7 +98,7 @@ def source_budgets(bytes_by_source: dict[str, int], cfg: TokenizerConfig) -> dic
     """
     total = sum(bytes_by_source.values())
     if cfg.source_weights is not None:
-        weights = {s: max(cfg.source_weights.get(s, 0.0), 0.0) for s in bytes_by_source}
+        weights = {s: cfg.source_weights.get(s, 0.0) for s in bytes_by_source}
     else:
         weights = {s: (b / total) ** (1 / cfg.temperature) if total else 0.0 for s, b in bytes_by_source.items()}
     budget = min(int(cfg.sample_mb * 1_000_000), total)
@@ -106,8 +144,6 @@ def sample_texts(doc_paths: list[Path], cfg: TokenizerConfig) -> pl.DataFrame:
 
 def train_tokenizer(doc_paths: list[Path], out_dir: Path, cfg: TokenizerConfig) -> dict:
     """Train on the sample; write ``tokenizer.model``, ``tokenizer.vocab``, ``tokenizer_info.json``, HF files."""
-    if cfg.vocab_size < MIN_VOCAB:
-        raise ValueError(f"tokenizer vocab_size must be at least {MIN_VOCAB} (byte fallback uses 256)")
     sample = sample_texts(doc_paths, cfg)
     if sample.is_empty():
         raise ValueError("no documents left to train a tokenizer on")

@@ -4,6 +4,7 @@ uninterrupted run with no temporary file left behind."""
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import signal
@@ -79,8 +80,9 @@ def test_sigkill_at_many_points_then_rerun_is_byte_identical(prefect_server, tmp
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
         killed_at.append(remaining[hit][0])
-        if remaining[hit][0] != "publishing":
-            assert not (out / "manifest.json").exists()
+        # the manifest is the commit point: until the run completes it says so
+        assert json.loads((out / "manifest.json").read_text())["status"] == "running"
+        assert (out / ".refinery.lock").is_file()  # left by the kill; the next run recovers it
         remaining = remaining[hit + 1 :]
     assert len(killed_at) >= 5, killed_at
     assert any(k.startswith("dedup") for k in killed_at), killed_at
@@ -96,3 +98,28 @@ def test_sigkill_at_many_points_then_rerun_is_byte_identical(prefect_server, tmp
     assert (out / "model" / "model.safetensors").read_bytes() == (ref / "model" / "model.safetensors").read_bytes()
     left = [p for pat in TEMPORARY for p in out.rglob(pat)]
     assert not left, left
+
+
+def test_sigterm_stops_a_run_within_10_s_and_it_resumes(prefect_server, tmp_path):
+    """SIGTERM (a scheduler stopping a job, a container shutting down) ends the run promptly, releases its
+    lock, leaves the folder marked as not complete, and the next run completes from the cache."""
+    build_corpus(tmp_path / "data")
+    (tmp_path / "tiny.yaml").write_text(TINY_RECIPE.replace("steps: 20", "steps: 5000"))
+    args = ["run", "--recipe", str(tmp_path / "tiny.yaml"), "--input", str(tmp_path / "data")]
+    out = tmp_path / "run"
+    proc = _start([*args, "--out", str(out)], prefect_server)
+    assert _wait_any(out, [("model training", "cache/train/.tmp-*")], proc) == 0, "training never started"
+    time.sleep(2)
+    sent = time.monotonic()
+    proc.send_signal(signal.SIGTERM)
+    proc.wait(timeout=30)
+    assert time.monotonic() - sent < 10
+    assert proc.returncode != 0
+    assert json.loads((out / "manifest.json").read_text())["status"] == "running"
+    assert not (out / ".refinery.lock").exists()
+    fast = TINY_RECIPE  # the same curation, a short training: every curation unit comes from the cache
+    (tmp_path / "tiny.yaml").write_text(fast)
+    run_cli([*args, "--out", str(out)], env=prefect_server, check=True)
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["status"] == "complete"
+    assert next(s for s in manifest["stages"] if s["name"] == "tokenizer")["cached_shards"] == 1

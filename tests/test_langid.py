@@ -47,8 +47,11 @@ def test_identify_majority_language_and_rows_kept_or_rejected():
 
 
 def test_per_language_thresholds():
-    df = _df([EN, DE])
-    strict_en = LangIdConfig(keep=[], min_score=0.0, min_score_per_lang={"en": 1.01})
+    mixed = "\n\n".join([EN, EN, EN, DE])  # English, but less certain than a pure text
+    df = _df([mixed, DE])
+    en_score = identify(_df([mixed]), LangIdConfig(keep=[]))
+    assert en_score.kept["lang_score"][0] < 1.0
+    strict_en = LangIdConfig(keep=[], min_score=0.0, min_score_per_lang={"en": 1.0})
     res = identify(df, strict_en)
     assert res.rejected["reason"].to_list() == ["lang_low_score"] and res.kept["lang"].to_list() == ["de"]
     assert len(identify(df, LangIdConfig(keep=[], min_score=0.0)).kept) == 2

@@ -68,7 +68,7 @@ def test_bits_per_byte_per_source(tmp_path: Path) -> None:
 
 def test_no_bytes_no_bpb(tmp_path: Path) -> None:
     shards = write_shards(tmp_path / "shards", {"train": [40], "val": [20]})  # no n_bytes, no tokenizer file
-    m = train(shards, tmp_path / "out", TrainConfig(**{**FAST, "steps": 2}))
+    m = train(shards, tmp_path / "out", TrainConfig(**{**FAST, "steps": 2, "warmup_steps": 0}))
     assert "final_val_bpb" not in m and "bpb" not in m["val"][-1]
 
 
@@ -84,6 +84,6 @@ def test_flops_per_token_counts_every_matmul() -> None:
 
 def test_untied_and_compile_flags_reach_the_model(tmp_path: Path) -> None:
     shards = write_shards(tmp_path / "shards", {"train": [40], "val": [20]})
-    m = train(shards, tmp_path / "out", TrainConfig(**{**FAST, "steps": 2, "tie_embeddings": False}))
+    m = train(shards, tmp_path / "out", TrainConfig(**{**FAST, "steps": 2, "warmup_steps": 0, "tie_embeddings": False}))
     config = json.loads((tmp_path / "out" / "config.json").read_text())
     assert config["model"]["tie_embeddings"] is False and m["params"] > 0

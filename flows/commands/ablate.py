@@ -8,16 +8,7 @@ from typing import Annotated, Any
 
 import typer
 
-from flows.cli_options import InputsOption, SourcesOption
-
-EXIT_USAGE = 2
-
-
-def _fail(message: str) -> None:
-    from rich.console import Console
-
-    Console(stderr=True).print(f"[bold red]error:[/] {message}")
-    raise typer.Exit(EXIT_USAGE)
+from flows.cli_options import InputsOption, SourcesOption, fail
 
 
 def register(app: typer.Typer) -> None:
@@ -56,39 +47,42 @@ def register(app: typer.Typer) -> None:
         try:
             parsed = load_plan(plan, overrides)
         except PlanError as err:
-            _fail(str(err))
+            fail(str(err))
         pairs: list[list[Any]] = [[None, p] for p in inputs or []]
         for arg in sources or []:
             try:
                 src, path = parse_input_arg(arg)
             except ValueError as err:
-                _fail(str(err))
+                fail(str(err))
             if src is None:
-                _fail(f"--source expects NAME=PATH, got {arg!r}")
+                fail(f"--source expects NAME=PATH, got {arg!r}")
             pairs.append([src, path])
         extra: list[list[Any]] = []
         for arg in eval_inputs or []:
             name, sep, path = arg.partition("=")
             if not sep or not name or not path:
-                _fail(f"--eval-input expects NAME=PATH, got {arg!r}")
+                fail(f"--eval-input expects NAME=PATH, got {arg!r}")
             extra.append([name, path])
         if not verbose:  # before Prefect is first imported, which reads its settings once
             os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
         from flows.ablate import sample_inputs
 
         pairs = pairs or sample_inputs()
+        from flows.run_folder import RunFolderError, check_run_folder
+
         try:
             discover([(s, p) for s, p in pairs] + [(None, p) for _, p in extra])  # fail fast on a missing path
-        except (FileNotFoundError, ValueError) as err:
-            _fail(str(err))
+            check_run_folder(out, cache_dir, [p for _, p in pairs] + [p for _, p in extra], kind="ablation")
+        except (FileNotFoundError, ValueError, RunFolderError) as err:
+            fail(str(err))
         from flows.ablate import ablation_flow
 
         console = Console(stderr=True)
         console.print(f"[bold]refinery ablate[/] plan [cyan]{parsed.name}[/] -> {out}")
         try:
             ablation_flow(parsed.model_dump(mode="json"), pairs, str(out), extra, str(cache_dir) if cache_dir else None)
-        except PlanError as err:  # what only the data can tell: a mixture naming a source that is absent
-            _fail(str(err))
+        except (PlanError, RunFolderError) as err:  # what only the data or another run can tell
+            fail(str(err))
         import json
 
         summary = json.loads((out / "summary.json").read_text())

@@ -12,13 +12,11 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from flows.cli_options import fail
+from pipeline.report import SNIP_MARGIN, Redactor, pii_redactor
+
 console = Console()
-_PLACEHOLDER = re.compile(r"<[A-Z][A-Z_]*>")
-
-
-def _fail(message: str) -> None:
-    Console(stderr=True).print(f"[bold red]error:[/] {message}")
-    raise typer.Exit(2)
+_PLACEHOLDER = re.compile(r"<[A-Z][A-Z_]*(?::[0-9a-f]{12})?>")
 
 
 def _read(folder: Path) -> pl.DataFrame | None:
@@ -26,32 +24,39 @@ def _read(folder: Path) -> pl.DataFrame | None:
     return pl.concat([pl.read_parquet(f) for f in files], how="diagonal_relaxed") if files else None
 
 
-def _snippet(text: str | None, chars: int) -> str:
-    return "" if text is None else " ".join(text.split())[:chars]
+def _snippet(text: str | None, chars: int, redact: Redactor | None = None, source: str | None = None) -> str:
+    if text is None:
+        return ""
+    flat = " ".join(text.split())
+    if redact is None:
+        return flat[:chars]
+    # redact a margin past the cut: no value is cut short of recognition inside the shown part
+    return (redact(flat[: chars + SNIP_MARGIN], source) or "")[:chars]
 
 
-def summary(rejected: pl.DataFrame) -> None:
+def summary(rejected: pl.DataFrame, redact: Redactor) -> None:
     counts = rejected.group_by("stage", "reason").len().sort(["stage", "len"], descending=[False, True])
     table = Table(title="Rejected documents by stage and reason")
     for col in ("stage", "reason", "documents"):
         table.add_column(col)
     for stage, reason, n in counts.iter_rows():
-        table.add_row(stage, reason, f"{n:,}")
+        table.add_row(stage, redact(reason, None), f"{n:,}")
     console.print(table)
 
 
-def show_rejected(rows: pl.DataFrame, chars: int) -> None:
+def show_rejected(rows: pl.DataFrame, chars: int, redact: Redactor) -> None:
     for row in rows.iter_rows(named=True):
-        console.rule(f"[bold]{row['id']}[/] {row['source']} · {row['stage']} · {row['reason']}")
-        console.print(f"[dim]{row['path']}[/]")
+        src = row["source"]
+        console.rule(f"[bold]{row['id']}[/] {src} · {row['stage']} · {redact(row['reason'], src)}")
+        console.print(redact(row["path"], src) or "", style="dim", markup=False, highlight=False)
         if row.get("detail"):
-            console.print(f"statistic: [cyan]{row['detail']}[/]")
+            console.print(f"statistic: {redact(row['detail'], src)}", style="cyan", markup=False, highlight=False)
         if row.get("duplicate_of"):
             console.print(f"duplicate of: {row['duplicate_of']}")
-        console.print(_snippet(row["text"], chars), markup=False, highlight=False)
+        console.print(_snippet(row["text"], chars, redact, src), markup=False, highlight=False)
 
 
-def show_dedup(run: Path, rejected: pl.DataFrame, n: int, seed: int, chars: int) -> None:
+def show_dedup(run: Path, rejected: pl.DataFrame, n: int, seed: int, chars: int, redact: Redactor) -> None:
     dups = rejected.filter(pl.col("stage") == "dedup")
     if dups.is_empty():
         console.print("No documents were removed as duplicates.")
@@ -72,61 +77,89 @@ def show_dedup(run: Path, rejected: pl.DataFrame, n: int, seed: int, chars: int)
         pair = Table(title=f"{row['reason']}: {row['id']} (removed) vs {row['duplicate_of']} (kept)", show_lines=True)
         pair.add_column("removed", ratio=1)
         pair.add_column("kept", ratio=1)
-        pair.add_row(_snippet(row["text"], chars), _snippet(kept.get(row["duplicate_of"]), chars) or "(not kept)")
+        src = row["source"]
+        removed = _snippet(row["text"], chars, redact, src)
+        pair.add_row(removed, _snippet(kept.get(row["duplicate_of"]), chars, redact, src) or "(not kept)")
         console.print(pair)
 
 
-def _replacements(before: str, after: str) -> list[tuple[str, str]]:
-    """Pair each placeholder in ``after`` with the text it replaced in ``before``.
+# Column values shown around each placeholder.
+_CONTEXT = 40
 
-    PII removal only swaps spans for placeholders, so the text between placeholders matches
-    exactly and anchors each span's end.
-    """
-    out, i, j = [], 0, 0
-    for m in _PLACEHOLDER.finditer(after):
-        start = i + (m.start() - j)
-        nxt = _PLACEHOLDER.search(after, m.end())
-        anchor = after[m.end() : nxt.start() if nxt else len(after)][:24]
-        end = before.find(anchor, start) if anchor else len(before)
-        if end < 0:
-            break
-        out.append((before[max(0, start - 40) : end + 20], after[max(0, m.start() - 40) : m.end() + 20]))
-        i, j = end, m.end()
-    return out
+
+def _placeholder_pattern(params: dict[str, Any]) -> re.Pattern[str]:
+    """The replacement tokens of the run's ``pii`` config, hashed forms ("<EMAIL:1f0c9a2b7e4d>") included."""
+    from pipeline.pii import PiiConfig
+
+    cfg = PiiConfig(**params)
+    tokens = {cfg.placeholder(e) for e in [*cfg.entities, *(cfg.ner_entities if cfg.ner_model else [])]}
+    alts = []
+    for t in sorted(tokens, key=len, reverse=True):
+        hashed = t.startswith("<") and t.endswith(">")
+        alts.append(re.escape(t[:-1]) + r"(?::[0-9a-f]{12})?>" if hashed else re.escape(t))
+    return re.compile("|".join(alts)) if alts else _PLACEHOLDER
+
+
+def _changed_docs(run: Path, pii: dict[str, Any]) -> pl.DataFrame | None:
+    """Documents the ``pii`` stage changed (``pii_count`` > 0), already redacted: from ``documents/``, else from
+    the stage's own output units while the work cache holds them. Never the stage's input."""
+    docs = _read(run / "documents")
+    if docs is None or "pii_count" not in docs.columns:
+        files = [Path(u["dir"]) / "docs.parquet" for u in pii.get("units", [])]
+        frames = [pl.read_parquet(f) for f in files if f.is_file()]
+        docs = pl.concat(frames, how="diagonal_relaxed") if frames else None
+    if docs is None or "pii_count" not in docs.columns:
+        return None
+    return docs.filter(pl.col("pii_count") > 0)
+
+
+def _around(value: str, pattern: re.Pattern[str], most: int) -> list[str]:
+    """Up to ``most`` redacted snippets of ``value``, one around each placeholder."""
+    flat = " ".join(value.split())
+    return [flat[max(0, m.start() - _CONTEXT) : m.end() + _CONTEXT] for m in pattern.finditer(flat)][:most]
 
 
 def show_pii(run: Path, manifest: dict[str, Any], n: int, seed: int) -> None:
+    """What the ``pii`` stage replaced: counts per type, column and source, and sampled documents shown after
+    redaction only (snippets around each placeholder, per column). Originals are never read: the stage's
+    input may no longer exist, and this view must not show what the stage removed."""
     names = [s["name"] for s in manifest["stages"]]
     if "pii" not in names:
-        _fail("this run has no pii stage")
+        fail("this run has no pii stage")
     pii = manifest["stages"][names.index("pii")]
-    before_stage = manifest["stages"][names.index("pii") - 1]
     stats = pii.get("stats") or {}
-    console.print(f"replacements by type: {json.dumps(stats.get('counts', {}))}")
-    inputs = {u["index"]: Path(u["dir"]) / "docs.parquet" for u in before_stage.get("units", [])}
-    shown = 0
-    for unit in pii.get("units", []):
-        out = Path(unit["dir"]) / "docs.parquet"
-        src = inputs.get(unit["index"])
-        if not out.is_file() or src is None or not src.is_file():
-            continue
-        changed = pl.read_parquet(out, columns=["id", "text", "pii_count"]).filter(pl.col("pii_count") > 0)
-        if changed.is_empty():
-            continue
-        changed = changed.sample(min(n - shown, changed.height), seed=seed)
-        originals = dict(
-            pl.read_parquet(src, columns=["id", "text"]).filter(pl.col("id").is_in(changed["id"])).iter_rows()
-        )
-        for doc_id, after, count in changed.sort("id").iter_rows():
-            console.rule(f"[bold]{doc_id}[/] · {count} replacement(s)")
-            for old, new in _replacements(originals.get(doc_id, ""), after)[:3]:
-                console.print("[red]- [/]" + " ".join(old.split()), markup=True, highlight=False)
-                console.print("[green]+ [/]" + " ".join(new.split()), markup=True, highlight=False)
-            shown += 1
-        if shown >= n:
-            break
-    if shown == 0:
-        console.print("No document had PII replaced (or the work cache of this run was removed).")
+    counts = {t: c for t, c in (stats.get("counts") or {}).items() if c}
+    console.print(f"replacements by type: {json.dumps(counts)}")
+    if stats.get("by_column"):
+        console.print(f"replacements by column: {json.dumps(stats['by_column'])}")
+    console.print(
+        f"documents with a replacement: {stats.get('docs_with_pii', 0):,}; "
+        f"dropped by the policy: {stats.get('docs_dropped', 0):,}"
+    )
+    recipe_stages = (manifest.get("recipe") or {}).get("stages") or []
+    params = next((s.get("params") or {} for s in recipe_stages if s.get("name") == "pii"), {})
+    pattern = _placeholder_pattern(params)
+    changed = _changed_docs(run, pii)
+    if changed is None or changed.is_empty():
+        console.print("No kept document had PII replaced.")
+        return
+    for row in changed.sample(min(n, changed.height), seed=seed).sort("id").iter_rows(named=True):
+        types = row.get("pii_types") or "{}"
+        console.rule(f"[bold]{row['id']}[/] · {row['pii_count']} replacement(s) · {types}", characters="-")
+        shown = False
+        for col, value in row.items():
+            if col in _NOT_SHOWN or not isinstance(value, str):
+                continue
+            for snippet in _around(value, pattern, 3):
+                console.print(f"[cyan]{col}:[/] ", end="")
+                console.print(snippet, markup=False, highlight=False)
+                shown = True
+        if not shown:
+            console.print("(values masked in place: no placeholder to point at)")
+
+
+# Columns that hold identities, labels or the stage's own counts: nothing to show around.
+_NOT_SHOWN = {"id", "source", "lang", "group_id", "split", "pii_types", "pii_count"}
 
 
 def register(app: typer.Typer) -> None:
@@ -143,7 +176,7 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Show sampled rejected documents with the reason and statistic that dropped them."""
         if not (run / "manifest.json").is_file():
-            _fail(f"{run} is not a run folder (no manifest.json)")
+            fail(f"{run} is not a run folder (no manifest.json)")
         manifest = json.loads((run / "manifest.json").read_text())
         rejected = _read(run / "rejected")
         if stage == "pii":
@@ -152,11 +185,13 @@ def register(app: typer.Typer) -> None:
         if rejected is None:
             console.print("Nothing was rejected in this run.")
             return
+        # Runs that remove PII show nothing the stage would remove, whatever the files hold.
+        redact = pii_redactor(manifest)
         if stage == "dedup" and reason is None:
-            show_dedup(run, rejected, n, seed, chars)
+            show_dedup(run, rejected, n, seed, chars, redact)
             return
         if stage is None and reason is None:
-            summary(rejected)
+            summary(rejected, redact)
             return
         rows = rejected
         if stage is not None:
@@ -164,9 +199,9 @@ def register(app: typer.Typer) -> None:
         if reason is not None:
             rows = rows.filter((pl.col("reason") == reason) | pl.col("reason").str.starts_with(reason))
         if rows.is_empty():
-            _fail(
+            fail(
                 f"no rejected documents match stage={stage!r} reason={reason!r}; "
                 f"reasons here: {', '.join(sorted(set(rejected['reason'].drop_nulls()))[:20])}"
             )
         console.print(f"{rows.height:,} matching documents; showing {min(n, rows.height)}")
-        show_rejected(rows.sample(min(n, rows.height), seed=seed).sort("id"), chars)
+        show_rejected(rows.sample(min(n, rows.height), seed=seed).sort("id"), chars, redact)

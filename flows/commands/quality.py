@@ -10,12 +10,9 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from flows.cli_options import fail
+
 console = Console()
-
-
-def _fail(message: str) -> None:
-    Console(stderr=True).print(f"[bold red]error:[/] {message}")
-    raise typer.Exit(2)
 
 
 def _rule_for(stat: str) -> dict | None:
@@ -38,15 +35,21 @@ def preview_table(docs: pl.DataFrame, stat: str, op: str, thresholds: list[float
         judged = s.filter(pl.col("v").is_not_null())
         n_docs, n_tok = s.height, int(s["tok"].sum())
         for t in thresholds:
-            fail = pl.col("v") < t if op == "<" else (pl.col("v") <= t if op == "<=" else pl.col("v") > t)
+            removed = pl.col("v") < t if op == "<" else (pl.col("v") <= t if op == "<=" else pl.col("v") > t)
             if op == ">=":
-                fail = pl.col("v") >= t
-            gone = judged.filter(fail)
+                removed = pl.col("v") >= t
+            gone = judged.filter(removed)
             rows.append(
-                {"source": src, "threshold": t, "docs": n_docs, "docs_removed": gone.height,
-                 "docs_removed_frac": gone.height / max(n_docs, 1), "tokens": n_tok,
-                 "tokens_removed": int(gone["tok"].sum()),
-                 "tokens_removed_frac": int(gone["tok"].sum()) / max(n_tok, 1)}
+                {
+                    "source": src,
+                    "threshold": t,
+                    "docs": n_docs,
+                    "docs_removed": gone.height,
+                    "docs_removed_frac": gone.height / max(n_docs, 1),
+                    "tokens": n_tok,
+                    "tokens_removed": int(gone["tok"].sum()),
+                    "tokens_removed_frac": int(gone["tok"].sum()) / max(n_tok, 1),
+                }
             )
     return pl.DataFrame(rows)
 
@@ -67,21 +70,21 @@ def register(app: typer.Typer) -> None:
 
         files = sorted((run_dir / "documents").glob("*.parquet"))
         if not files:
-            _fail(f"no documents in {run_dir / 'documents'}")
+            fail(f"no documents in {run_dir / 'documents'}")
         docs = pl.concat([pl.read_parquet(f) for f in files], how="diagonal_relaxed")
         rule = _rule_for(stat)
         if stat not in docs.columns or docs[stat].null_count() == docs.height:
             if stat not in STAT_COLUMNS and stat not in ("quality_score", "perplexity"):
-                _fail(f"unknown statistic {stat!r}; known: {', '.join(STAT_COLUMNS)}")
+                fail(f"unknown statistic {stat!r}; known: {', '.join(STAT_COLUMNS)}")
             if stat in STAT_COLUMNS:  # only the owning family, so no other family rewrites the text first
                 fams = [rule["family"]] if rule else list(FAMILIES)
                 stats = compute_stats(docs, FilterConfig(families=fams))
                 docs = docs.with_columns(stats[stat])
         if stat not in docs.columns:
-            _fail(f"statistic {stat!r} is not in this run's documents")
+            fail(f"statistic {stat!r} is not in this run's documents")
         direction = op or (str(rule["op"]) if rule else ">")
         if direction not in ("<", "<=", ">", ">="):
-            _fail("--op must be one of <, <=, >, >=")
+            fail("--op must be one of <, <=, >, >=")
         if at:
             thresholds = [float(x) for x in at.split(",") if x.strip()]
         else:  # quantiles on the dropping side: what 1%, 5%, 10%, 25% of the documents would cost
@@ -93,9 +96,14 @@ def register(app: typer.Typer) -> None:
         for col in ("source", "threshold", "docs removed", "% docs", "tokens removed", "% tokens"):
             out.add_column(col, justify="right" if col != "source" else "left")
         for r in table.iter_rows(named=True):
-            out.add_row(r["source"], f"{r['threshold']:g}", f"{r['docs_removed']:,} / {r['docs']:,}",
-                        f"{100 * r['docs_removed_frac']:.1f}", f"{r['tokens_removed']:,} / {r['tokens']:,}",
-                        f"{100 * r['tokens_removed_frac']:.1f}")
+            out.add_row(
+                r["source"],
+                f"{r['threshold']:g}",
+                f"{r['docs_removed']:,} / {r['docs']:,}",
+                f"{100 * r['docs_removed_frac']:.1f}",
+                f"{r['tokens_removed']:,} / {r['tokens']:,}",
+                f"{100 * r['tokens_removed_frac']:.1f}",
+            )
         console.print(out)
 
     @app.command("train-quality")
@@ -115,17 +123,20 @@ def register(app: typer.Typer) -> None:
 
         for p in [*positive, *negative]:
             if not p.exists():
-                _fail(f"input not found: {p}")
+                fail(f"input not found: {p}")
         cfg = TrainQualityConfig(epoch=epoch, seed=seed, quantize=out.suffix == ".ftz")
         meta = train_quality(positive, negative, out, cfg)
-        console.print(f"wrote {out} ({meta['bytes'] / 1e6:.2f} MB, {meta['examples_per_class']} examples per class, "
-                      f"training data sha256 {meta['training_data_sha256'][:16]}...)")
+        console.print(
+            f"wrote {out} ({meta['bytes'] / 1e6:.2f} MB, {meta['examples_per_class']} examples per class, "
+            f"training data sha256 {meta['training_data_sha256'][:16]}...)"
+        )
 
     @app.command("train-lm")
     def train_lm_cmd(
         reference: Annotated[list[Path], typer.Option("--reference", help="reference text (e.g. WikiText)")],
-        calibrate: Annotated[list[Path], typer.Option("--calibrate", help="text whose perplexity terciles give "
-                                                                            "the bucket cut-offs")] = [],  # noqa: B006
+        calibrate: Annotated[
+            list[Path], typer.Option("--calibrate", help="text whose perplexity terciles give the bucket cut-offs")
+        ] = [],  # noqa: B006
         out: Annotated[Path, typer.Option("--out")] = Path("pipeline/models/ppl_bigram.npz"),
     ) -> None:
         """Train the hashed word-bigram LM used by the `perplexity` stage."""
@@ -134,7 +145,9 @@ def register(app: typer.Typer) -> None:
 
         texts = read_texts(reference)
         if not texts:
-            _fail("no reference text found")
+            fail("no reference text found")
         meta = train_lm(texts, out, read_texts(calibrate) if calibrate else None)
-        console.print(f"wrote {out}: {meta['tokens']:,} tokens, cut-offs {meta['cutoffs']}, "
-                      f"training data sha256 {meta['training_data_sha256'][:16]}...")
+        console.print(
+            f"wrote {out}: {meta['tokens']:,} tokens, cut-offs {meta['cutoffs']}, "
+            f"training data sha256 {meta['training_data_sha256'][:16]}..."
+        )

@@ -1,9 +1,20 @@
 """`refinery serve`: serve the deployments of ``prefect.yaml`` from this process (Prefect's
-``flow.serve``), so scheduled and triggered runs happen with no work pool or worker to set up."""
+``flow.serve``), so scheduled and triggered runs happen with no work pool or worker to set up.
+
+SIGTERM and SIGINT stop it within 10 s (``serve_until_signalled``). Prefect's own handler pauses the
+schedules on the way out with retries and waits for in-flight runs, so when the API went down with it
+(a container stack stopped, a process group signalled: the temporary server dies too) or a run ignored
+its SIGTERM, it stayed for over a minute.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import importlib
+import os
+import signal
+import sys
+import threading
 from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any
@@ -87,6 +98,129 @@ def build_deployment(spec: dict[str, Any], overrides: dict[str, Any], schedules:
     )
 
 
+STOP_GRACE_S = 6.0  # from a signal to a forced exit; the forced exit itself takes at most ~2 s (promise: 10 s)
+PAUSE_TIMEOUT_S = 3.0  # pausing the schedules on the way out; the API may be gone
+CRASH_TIMEOUT_S = 1.5  # marking killed runs as crashed, on a forced exit
+
+
+class _Stop:
+    """What SIGTERM and SIGINT do while serving: stop the runner once (it cancels in-flight runs), and exit
+    by force if that takes longer than STOP_GRACE_S; a second signal forces it at once."""
+
+    def __init__(self) -> None:
+        self.signum: int | None = None
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.runner: Any = None
+        self.start_task: asyncio.Task[None] | None = None
+
+    def request(self, signum: int, *_: Any) -> None:
+        if self.signum is not None:
+            _force_exit(signum)
+        self.signum = signum
+        sys.stderr.write(f"{signal.Signals(signum).name}: stopping (at most {STOP_GRACE_S:.0f} s)\n")
+        watchdog = threading.Timer(STOP_GRACE_S, _force_exit, args=(signum,))
+        watchdog.daemon = True
+        watchdog.start()
+        if self.loop is None:  # still registering deployments: nothing runs yet
+            raise SystemExit(0)
+        self.loop.call_soon_threadsafe(self._stop_runner)
+
+    def _stop_runner(self) -> None:
+        if self.runner.started:
+            # Stops polling and cancels in-flight runs (SIGTERM, then Prefect waits for them); start() returns.
+            asyncio.ensure_future(self.runner.astop())
+        elif self.start_task is not None:
+            self.start_task.cancel()  # signalled while the runner was still starting
+
+
+def _force_exit(signum: int) -> None:
+    """A flow run that outlives its SIGTERM, or an API that is gone, holds the stop up: kill the flow-run
+    processes, mark their runs crashed (a run left "Running" would hold its deployment's concurrency slot
+    for good), end any other child (a temporary Prefect server) and exit now."""
+    import psutil
+
+    children = psutil.Process().children(recursive=True)
+    runs: list[str] = []
+    for child in children:
+        try:
+            run_id = child.environ().get("PREFECT__FLOW_RUN_ID")  # set by Prefect for each flow-run process
+            if run_id:
+                child.kill()
+                runs.append(run_id)
+        except psutil.Error:
+            pass
+    if runs:
+        try:
+            asyncio.run(asyncio.wait_for(_mark_crashed(runs), CRASH_TIMEOUT_S))
+        except Exception as err:  # noqa: BLE001 - exiting regardless
+            sys.stderr.write(f"could not mark flow runs {runs} crashed: {type(err).__name__}\n")
+    for child in children:
+        try:
+            child.terminate()
+        except psutil.Error:
+            pass
+    _, alive = psutil.wait_procs(children, timeout=0.5)
+    for child in alive:
+        try:
+            child.kill()
+        except psutil.Error:
+            pass
+    sys.stderr.write(f"stopped by force after {STOP_GRACE_S:.0f} s; flow runs killed: {len(runs)}\n")
+    sys.stderr.flush()
+    os._exit(128 + signum)
+
+
+async def _mark_crashed(run_ids: list[str]) -> None:
+    from prefect.client.orchestration import get_client
+    from prefect.states import Crashed
+
+    async with get_client() as client:
+        for run_id in run_ids:
+            state = Crashed(message="refinery serve was stopped and killed the run")
+            await client.set_flow_run_state(run_id, state, force=True)
+
+
+async def _pause(deployment_ids: list[Any]) -> None:
+    """Pause the served schedules (what Prefect's serve does on shutdown), giving up after PAUSE_TIMEOUT_S."""
+    from prefect.client.orchestration import get_client
+
+    try:
+        async with asyncio.timeout(PAUSE_TIMEOUT_S), get_client() as client:
+            for deployment_id in deployment_ids:
+                await client.pause_deployment(deployment_id)
+    except Exception as err:  # noqa: BLE001 - a stop must not fail on an API that is gone
+        console.print(f"[yellow]schedules left active:[/] the Prefect API did not answer ({type(err).__name__})")
+
+
+def serve_until_signalled(deployments: list[Any], limit: int | None, banner: str) -> None:
+    """Prefect's ``serve(*deployments, limit=limit)``, with a stop on SIGTERM or SIGINT that is bounded in time;
+    ``banner`` is printed once the deployments are registered."""
+    from prefect.runner import Runner
+
+    stop = _Stop()
+
+    class _Runner(Runner):
+        def handle_sigterm(self, *args: Any, **kwargs: Any) -> None:  # Runner.start installs it for SIGTERM
+            stop.request(signal.SIGTERM)
+
+    signal.signal(signal.SIGINT, stop.request)
+    signal.signal(signal.SIGTERM, stop.request)
+    runner = _Runner(pause_on_shutdown=False, limit=limit)  # paused below, with a time limit
+    ids = [runner.add_deployment(d) for d in deployments]
+    console.print(f"{banner}; stop with Ctrl-C or SIGTERM", soft_wrap=True)  # one line: tests wait for it
+
+    async def main() -> None:
+        stop.loop, stop.runner = asyncio.get_running_loop(), runner
+        stop.start_task = asyncio.create_task(runner.start())
+        try:
+            await stop.start_task
+        except asyncio.CancelledError:
+            pass
+        await _pause(ids)
+
+    asyncio.run(main())
+
+
 def register(app: typer.Typer) -> None:
     @app.command()
     def serve(
@@ -111,10 +245,6 @@ def register(app: typer.Typer) -> None:
 
         Needs a Prefect API: start `prefect server start` and set PREFECT_API_URL (see README).
         """
-        import os
-
-        from prefect import serve as prefect_serve
-
         if not os.environ.get("PREFECT_API_URL"):
             console.print(
                 "[yellow]PREFECT_API_URL is not set:[/] Prefect will start a temporary server that lives only as "
@@ -164,5 +294,4 @@ def register(app: typer.Typer) -> None:
         if not built:
             console.print("[bold red]error:[/] nothing to serve")
             raise typer.Exit(2)
-        console.print(f"serving {', '.join(d.name for d in built)} from {file}")
-        prefect_serve(*built, limit=limit)
+        serve_until_signalled(built, limit, f"serving {', '.join(d.name for d in built)} from {file}")

@@ -9,7 +9,15 @@ from typing import Any
 
 import polars as pl
 
-from ._common import Sink, ctrl_ratio, normalize_newlines, read_document_bytes
+from ._common import (
+    Sink,
+    ctrl_ratio,
+    decode_wide,
+    normalize_newlines,
+    open_regular,
+    read_document_bytes,
+    wide_codec,
+)
 from .config import IngestConfig, InputFile
 from .discover import CODE_EXTS, CODE_NAMES, FOLDER_CODE_EXTS
 
@@ -87,7 +95,7 @@ def _license_in_dir(d: Path) -> tuple[str, str] | None:
     for n in _LICENSE_NAMES:
         if n in names:
             try:
-                with open(names[n], "rb") as fh:
+                with open_regular(names[n]) as fh:
                     text = fh.read(65536).decode("utf-8", "replace")
             except OSError:
                 continue
@@ -117,7 +125,10 @@ def _numeric_share(text: str) -> float:
 
 
 def _decode_code(data: bytes, cfg: IngestConfig) -> tuple[str, str] | None:
-    """UTF-8 (BOM dropped), else latin-1 when it still looks like text; None for binary."""
+    """UTF-16/32 (by BOM, or plain UTF-16), else UTF-8 (BOM dropped), else latin-1 when it still
+    looks like text; None for binary."""
+    if (wide := wide_codec(data)) is not None:  # Windows tools write UTF-16 sources (.ps1, .cs): NULs, yet text
+        return decode_wide(data, *wide, cfg)
     if b"\x00" in data[:8192]:
         return None
     if data.startswith(b"\xef\xbb\xbf"):

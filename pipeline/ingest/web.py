@@ -14,18 +14,26 @@ from ._common import (
     Sink,
     charset_from_content_type,
     decode_html,
-    extract_main_text,
+    extract_page_text,
     html_head_meta,
     html_title,
     html_url,
+    open_input,
     read_document_bytes,
+    skip_limit,
+    skip_rest,
+    too_large,
 )
+from ._http import payload_stream
 from .config import IngestConfig, InputFile
 
 # Record types that carry no document: skipped without a row (they are not content).
 _SKIP_TYPES = {"revisit", "request", "metadata", "warcinfo", "continuation"}
 _HTML_TYPES = {"text/html", "application/xhtml+xml", "application/xml+xhtml"}
 _TEXT_TYPES = {"text/plain"}
+# Bytes warcio may read line by line between two records' bodies (WARC/ARC and HTTP headers, blank
+# lines): real headers are a few KB; warcio's ``readline`` has no bound of its own.
+_HEADER_LIMIT = 8 << 20
 
 
 def _mime(ct: str | None) -> str:
@@ -66,7 +74,7 @@ def read_warc(f: InputFile, cfg: IngestConfig) -> tuple[pl.DataFrame, pl.DataFra
 def _sniff(f: InputFile) -> bytes | None:
     """First bytes of the (decompressed) archive; None when they cannot be read (left to warcio)."""
     try:
-        with open(f.path, "rb") as fh:
+        with open_input(f) as fh:
             raw = fh.read(4096)
         if raw[:2] == b"\x1f\x8b":
             return zlib.decompressobj(wbits=31).decompress(raw, 64)
@@ -78,19 +86,24 @@ def _sniff(f: InputFile) -> bytes | None:
 def _iter_archive(f: InputFile, cfg: IngestConfig, whole_gzip: bool) -> Sink | None:
     """Read every record into a new Sink; None when the file is one gzip member (retry whole)."""
     sink = Sink(f, cfg, "web")
-    cap = cfg.max_record_mb << 20
     n_records = 0
-    with open(f.path, "rb") as raw:
+    with open_input(f) as raw:
         fh: Any = gzip.GzipFile(fileobj=raw, mode="rb") if whole_gzip else raw
         it = ArchiveIterator(fh, arc2warc=True)
+        guard = _HeaderGuard(it.reader)
         offset = 0
         try:
-            for rec in it:
+            while (rec := guard.next_record(it)) is not None:
                 offset = it.offset  # start of this record (get_record_offset() would consume it)
+                if sink.full:
+                    sink.rest_not_read(offset)
+                    break
                 n_records += 1
-                _read_record(rec, offset, sink, cfg, cap)
+                _read_record(rec, offset, sink, cfg)
         except _Truncated as e:
             sink.reject(offset, f"truncated: {e}")
+        except _HeadersTooLarge as e:
+            sink.reject(max(it.offset, offset), f"unreadable: {e}; rest of file not read")
         except ArchiveLoadFailed as e:
             if not whole_gzip and "non-chunked gzip" in str(e):
                 return None
@@ -109,7 +122,45 @@ class _Truncated(Exception):
     pass
 
 
-def _read_record(rec: Any, offset: int, sink: Sink, cfg: IngestConfig, cap: int) -> None:
+class _HeadersTooLarge(Exception):
+    pass
+
+
+class _HeaderGuard:
+    """Bounds what warcio reads with ``readline`` while it looks for the next record.
+
+    warcio parses headers with unbounded ``readline`` calls on its reader: a "header line" of a
+    gigabyte (or a gzip bomb of blank lines) would be held whole. The guard replaces that reader's
+    ``readline`` and counts; it is armed only while warcio finds and parses the next record (our
+    own body reads are bounded separately).
+    """
+
+    def __init__(self, reader: Any) -> None:
+        self._readline = reader.readline
+        reader.readline = self.readline
+        self._used = 0
+        self._armed = False
+
+    def readline(self, length: int | None = None) -> bytes:
+        if not self._armed:
+            return self._readline(length)
+        room = _HEADER_LIMIT - self._used
+        line = self._readline(room + 1 if length is None or length > room + 1 else length)
+        self._used += len(line)
+        if self._used > _HEADER_LIMIT:
+            raise _HeadersTooLarge(f"record headers over {_HEADER_LIMIT >> 20} MB")
+        return line
+
+    def next_record(self, it: Any) -> Any:
+        """The iterator's next record, or None at its end."""
+        self._used, self._armed = 0, True
+        try:
+            return next(it, None)
+        finally:
+            self._armed = False
+
+
+def _read_record(rec: Any, offset: int, sink: Sink, cfg: IngestConfig) -> None:
     rtype = rec.rec_type
     h = rec.rec_headers
     url = h.get_header("WARC-Target-URI")
@@ -138,11 +189,9 @@ def _read_record(rec: Any, offset: int, sink: Sink, cfg: IngestConfig, cap: int)
     if status is not None:
         meta["http_status"] = status
 
-    data = rec.content_stream().read(cap + 1)
-    _drain(rec.raw_stream)
-    _check_complete(rec)  # a cut record is the truncation point, not a document
-    if len(data) > cap:
-        sink.reject(offset, f"record too large: more than {cfg.max_record_mb} MB", url=url)
+    data, too_big = _payload(rec, cfg)
+    if too_big is not None:
+        sink.reject(offset, too_big, url=url)
         return
     if cfg.reject_http_errors and status and not 200 <= status < 300:
         sink.reject(offset, f"http status {status}", url=url)
@@ -166,11 +215,38 @@ def _read_record(rec: Any, offset: int, sink: Sink, cfg: IngestConfig, cap: int)
     meta["encoding"] = how
     meta["title"] = html_title(html)
     meta.update(html_head_meta(html))
-    text = extract_main_text(html, cfg, url=url)
+    text, extraction = extract_page_text(html, cfg, url=url)
     if text is None:
         sink.reject(offset, "no main text", url=url)
         return
+    if extraction == "fallback":
+        meta["extraction"] = extraction
     sink.doc(offset, text, url=url, meta=meta)
+
+
+def _payload(rec: Any, cfg: IngestConfig) -> tuple[bytes, str | None]:
+    """(decoded payload, None), or (b"", reject reason) when it is over ``max_record_mb``.
+
+    At most ``max_record_mb`` + 1 byte is held: an oversized payload is only counted (decoded) as
+    it is skipped, up to ``skip_limit``. The record is then read to its end, so a record cut short
+    raises ``_Truncated`` first.
+    """
+    cap = cfg.max_record_mb << 20
+    http = rec.http_headers
+    if http is None:
+        stream: Any = rec.raw_stream
+    else:
+        stream = payload_stream(
+            rec.raw_stream, http.get_header("Transfer-Encoding"), http.get_header("Content-Encoding")
+        )
+    data = stream.read(cap + 1)
+    reason = None
+    if len(data) > cap:
+        rest, complete = skip_rest(stream, skip_limit(cfg))
+        reason, data = too_large(len(data) + rest, cfg, complete), b""
+    _drain(rec.raw_stream)
+    _check_complete(rec)  # a cut record is the truncation point, not a document
+    return data, reason
 
 
 def _check_complete(rec: Any) -> None:
@@ -188,9 +264,12 @@ def read_html(f: InputFile, cfg: IngestConfig) -> tuple[pl.DataFrame, pl.DataFra
         return sink.frames()
     html, how = decode_html(data)
     url = html_url(html)
-    text = extract_main_text(html, cfg, url=url)
+    text, extraction = extract_page_text(html, cfg, url=url)
     if text is None:
         sink.reject(None, "no main text", url=url)
         return sink.frames()
-    sink.doc(None, text, url=url, meta={"title": html_title(html), "encoding": how, **html_head_meta(html)})
+    meta = {"title": html_title(html), "encoding": how, **html_head_meta(html)}
+    if extraction == "fallback":
+        meta["extraction"] = extraction
+    sink.doc(None, text, url=url, meta=meta)
     return sink.frames()
