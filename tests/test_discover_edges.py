@@ -309,16 +309,52 @@ def test_symlink_loop_each_file_once(corpus, glob):
     start = time.perf_counter()
     files, warnings = finishes(lambda: discover([(None, spec)]))
     assert time.perf_counter() - start < 5
-    assert [f.display for f in files] == ["corpus/a.jsonl", "corpus/sub/b.txt"]
-    assert "corpus/alias.jsonl: same file as corpus/a.jsonl; read once, as that" in warnings
+    # Read once, under its own path; every other path to it is a reject naming that path.
+    got = {f.display: f.fmt for f in files}
+    assert got == {"corpus/a.jsonl": "jsonl", "corpus/alias.jsonl": "link", "corpus/sub/b.txt": "book",
+                   "corpus/sub/hard.jsonl": "duplicate"}  # fmt: skip
+    assert reject_of(by_display(files)["corpus/alias.jsonl"]) == "symlink to corpus/a.jsonl; read once, as that"
+    assert reject_of(by_display(files)["corpus/sub/hard.jsonl"]) == "same file as corpus/a.jsonl; read once, as that"
+    assert "corpus/alias.jsonl: symlink to corpus/a.jsonl; read once, as that" in warnings
     assert "corpus/sub/hard.jsonl: same file as corpus/a.jsonl; read once, as that" in warnings
     assert "corpus/loop: symlink to a folder inside the input; not followed" in warnings
 
 
+@pytest.mark.parametrize("glob", [False, True])
+def test_symlink_inside_root_sorting_first_is_the_reject(corpus, glob):
+    """``inner_link.jsonl -> kept.jsonl``: the link sorts first, yet the file is read under its own
+    path and the link is a reject naming it (both paths have a row; the file is read once)."""
+    (corpus / "kept.jsonl").write_text('{"text": "kept text"}\n')
+    os.symlink("kept.jsonl", corpus / "inner_link.jsonl")
+    os.symlink(corpus / "kept.jsonl", corpus / "abs_link.jsonl")  # an absolute link: the same
+    files, warnings = discover([(None, str(corpus / "*.jsonl") if glob else str(corpus))])
+    got = by_display(files)
+    assert got["corpus/kept.jsonl"].fmt == "jsonl"
+    docs, rej = read(got["corpus/kept.jsonl"])
+    assert docs["path"].to_list() == ["corpus/kept.jsonl#1"] and len(rej) == 0
+    for link in ("corpus/inner_link.jsonl", "corpus/abs_link.jsonl"):
+        assert got[link].fmt == "link"
+        assert reject_of(got[link]) == "symlink to corpus/kept.jsonl; read once, as that"
+        assert f"{link}: symlink to corpus/kept.jsonl; read once, as that" in warnings
+
+
+def test_symlink_is_read_when_its_file_is_not_listed(corpus):
+    """A file reached only through links is read once, under the first link's name."""
+    os.symlink("sub/b.txt", corpus / "a_link.txt")
+    os.symlink("sub/b.txt", corpus / "b_link.txt")
+    files, _ = discover([(None, str(corpus / "*.txt"))])  # the glob does not reach sub/b.txt itself
+    assert [(f.display, f.fmt) for f in files] == [("corpus/a_link.txt", "book"), ("corpus/b_link.txt", "link")]
+    assert read(files[0])[0]["text"].to_list() == ["A short book.\n"]
+    assert reject_of(files[1]) == "symlink to corpus/a_link.txt; read once, as that"
+
+
 def test_same_file_through_two_inputs(corpus):
     files, warnings = discover([(None, str(corpus)), (None, str(corpus / "sub" / "b.txt"))])
-    assert [f.display for f in files] == ["corpus/a.jsonl", "corpus/sub/b.txt"]
+    assert [(f.display, f.fmt) for f in files] == [
+        ("corpus/a.jsonl", "jsonl"), ("corpus/sub/b.txt", "book"), ("b.txt", "duplicate")
+    ]  # fmt: skip
     assert warnings == ["b.txt: same file as corpus/sub/b.txt; read once, as that"]
+    assert reject_of(files[2]) == "same file as corpus/sub/b.txt; read once, as that"
 
 
 def test_globs(corpus):
@@ -363,3 +399,50 @@ def test_exclude_run_folder_inside_input(corpus):
 def test_exclude_whole_input(corpus):
     files, warnings = discover([(None, str(corpus))], exclude=[corpus.parent])
     assert files == [] and f"{corpus}: folder holds no files" in warnings
+
+
+# --- every discovered file gives a row naming it ----------------------------------------------------
+
+
+def assert_rows_for_every_file(files: list[InputFile], cfg: IngestConfig) -> dict[str, tuple[pl.DataFrame, ...]]:
+    """Read every file: each gives at least one row, every row names its file (``display`` or
+    ``display#locator``) and no id occurs twice. Returns the frames by display path."""
+    out: dict[str, tuple[pl.DataFrame, ...]] = {}
+    missing, stray = [], []
+    for f in files:
+        docs, rej = finishes(lambda f=f: read_file(f, cfg), seconds=60)
+        paths = docs["path"].to_list() + rej["path"].to_list()
+        if not paths:
+            missing.append(f.display)
+        stray += [p for p in paths if p != f.display and not p.startswith(f"{f.display}#")]
+        out[f.display] = (docs, rej)
+    ids = pl.concat([pl.concat([d["id"], r["id"]]) for d, r in out.values()])
+    assert not missing, f"files without a row: {missing}"
+    assert not stray, f"rows naming another path: {stray[:10]}"
+    assert ids.is_unique().all(), "an id occurs twice"
+    return out
+
+
+def test_bad_input_corpus_every_file_has_a_row(tmp_path):
+    from tests.bad_inputs import make_bad_corpus
+
+    make_bad_corpus(tmp_path / "bad")
+    files, _ = discover([(None, str(tmp_path / "bad"))])
+    assert_rows_for_every_file(files, CFG)
+
+
+def test_adversarial_corpus_every_file_has_a_row(tmp_path):
+    """The CLI's adversarial corpus (tests/adversarial.py, few tiny files) through discover/read_file alone."""
+    from tests.adversarial import make_adversarial_corpus
+
+    corpus = make_adversarial_corpus(tmp_path, n_tiny=20)
+    files, _ = discover([(None, str(corpus.input_dir))])
+    got = assert_rows_for_every_file(files, IngestConfig(max_record_mb=1))  # bombs: a smaller cap is faster
+    reasons = {p: r for _, rej in got.values() for p, r in zip(rej["path"], rej["reason"], strict=True)}
+    assert got["corpus/kept.jsonl"][0]["path"].to_list() == ["corpus/kept.jsonl#1"]
+    assert reasons["corpus/inner_link.jsonl"] == "symlink to corpus/kept.jsonl; read once, as that"
+    assert got["corpus/utf16_bom.txt"][0]["text"].str.contains("quiet teacher borrowed").all()
+    assert got["corpus/bom.jsonl"][0]["path"].to_list() == ["corpus/bom.jsonl#1", "corpus/bom.jsonl#2"]
+    assert reasons["corpus/deep_json.jsonl#1"].startswith("invalid json: nested too deeply")
+    assert got["corpus/deep_json.jsonl"][0]["path"].to_list() == ["corpus/deep_json.jsonl#2"]
+    assert reasons["corpus/blank.jsonl"] == "no records: only blank lines"

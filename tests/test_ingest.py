@@ -698,3 +698,80 @@ def test_book_split_into_parts(tmp_path):
     assert sum(len(t) for t in docs["text"].to_list()) >= len(body) - 2 * len(docs)
     whole, _ = read_file(f, IngestConfig(book_max_chars=0))
     assert len(whole) == 1 and whole["group_id"][0] == whole["id"][0] == docs["group_id"][0]
+
+
+# --- encodings, BOMs, blank files ---------------------------------------------------------------
+
+PROSE = "The quiet teacher borrowed a basket of apples.\nShe walked home past the mill.\n"
+
+
+@pytest.mark.parametrize(
+    ("encoding", "bom", "codec"),
+    [
+        ("utf-16", b"", "utf-16-le"),  # Python writes the BOM itself (little-endian here)
+        ("utf-16-be", b"\xfe\xff", "utf-16-be"),
+        ("utf-32", b"", "utf-32-le"),
+        ("utf-32-be", b"\x00\x00\xfe\xff", "utf-32-be"),
+        ("utf-16-le", b"", "utf-16-le"),  # no BOM: plainly UTF-16 (every other byte NUL)
+        ("utf-16-be", b"", "utf-16-be"),
+    ],
+)
+def test_wide_unicode_text_and_code(tmp_path, encoding, bom, codec):
+    data = bom + (PROSE + "Café crème, naïve façade — “quoted”.\n").encode(encoding)
+    for name in ("book.txt", "script.ps1"):
+        docs, rej = read(one(tmp_path, name, data))
+        assert len(rej) == 0 and docs["text"][0].startswith("The quiet teacher"), (name, rej["reason"].to_list())
+        assert "“quoted”" in docs["text"][0] and "\ufeff" not in docs["text"][0]
+        assert json.loads(docs["meta"][0])["encoding"] == codec
+
+
+def test_wide_unicode_binary_and_nul_runs_stay_binary(tmp_path):
+    # A UTF-16 BOM in front of binary data, and NUL runs filling both bytes of each pair: still binary.
+    docs, rej = read(one(tmp_path, "a.txt", b"\xff\xfe" + bytes(range(32)) * 200))
+    assert len(docs) == 0 and rej["reason"].to_list() == ["binary content"]
+    docs, rej = read(one(tmp_path, "b.txt", PROSE.encode() + b"\x00" * 4000))
+    assert len(docs) == 0 and rej["reason"].to_list() == ["binary content"]
+    docs, rej = read(one(tmp_path, "c.py", b"\xfe\xff" + bytes(range(32)) * 200))
+    assert len(docs) == 0 and rej["reason"].to_list() == ["binary file"]
+
+
+def test_html_utf16_bom_wins_over_declared_charset(tmp_path):
+    html = page(head='<meta charset="iso-8859-1">', title="Café")
+    docs, rej = read(one(tmp_path, "p.html", html.encode("utf-16")))
+    assert len(rej) == 0 and "river valley" in docs["text"][0]
+    meta = json.loads(docs["meta"][0])
+    assert meta["encoding"] == "utf-16-le (bom)" and meta["title"] == "Café"
+
+
+@pytest.mark.parametrize("suffix", ["", ".gz"])
+def test_jsonl_utf8_bom(tmp_path, suffix):
+    lines = [json.dumps({"text": t}).encode() for t in ("first line", "second line", "third line")]
+    data = b"\xef\xbb\xbf" + lines[0] + b"\n" + lines[1] + b"\n\xef\xbb\xbf" + lines[2] + b"\n"  # as `cat`
+    docs, rej = read(one(tmp_path, f"bom.jsonl{suffix}", gzip.compress(data) if suffix else data))
+    assert len(rej) == 0 and docs["text"].to_list() == ["first line", "second line", "third line"]
+    assert docs["path"].to_list() == [f"bom.jsonl{suffix}#{i}" for i in (1, 2, 3)]
+
+
+@pytest.mark.parametrize(
+    ("name", "data"), [("blank.jsonl", b"\n   \n\t\n"), ("blank.jsonl.gz", gzip.compress(b"\n\n"))]
+)
+def test_jsonl_of_blank_lines_gives_one_reject(tmp_path, name, data):
+    docs, rej = read(one(tmp_path, name, data))
+    assert len(docs) == 0 and rej["reason"].to_list() == ["no records: only blank lines"]
+    assert rej["path"].to_list() == [name] and rej["id"].to_list() == [doc_id(name)]
+
+
+def test_whitespace_only_files_give_one_reject(tmp_path):
+    for name, data in (("blank.txt", b"   \n\t\n   \n"), ("blank.html", b"  \n  "), ("blank.py", b"\n\n")):
+        docs, rej = read(one(tmp_path, name, data))
+        assert len(docs) == 0 and rej["path"].to_list() == [name], name
+
+
+def test_warc_without_content_records_gives_one_reject(tmp_path):
+    path = tmp_path / "info.warc.gz"
+    with open(path, "wb") as fh:
+        w = WARCWriter(fh, gzip=True)
+        w.write_record(w.create_warcinfo_record("info.warc.gz", {"software": "test"}))
+    files, _ = discover([(None, str(path))])
+    docs, rej = read(files[0])
+    assert len(docs) == 0 and rej["reason"].to_list() == ["no records: no response, resource or conversion record"]

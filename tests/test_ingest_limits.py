@@ -24,7 +24,8 @@ from warcio.warcwriter import WARCWriter
 
 from pipeline.ingest import IngestConfig, InputFile, discover, read_file
 from pipeline.ingest import records as records_mod
-from pipeline.ingest._common import nesting_deeper_than, strip_scripts
+from pipeline.ingest._common import Sink, nesting_deeper_than, strip_scripts
+from pipeline.ingest.records import MAX_JSON_DEPTH, json_depth
 from pipeline.schema import DOC_SCHEMA, REJECTED_SCHEMA
 
 REPO = Path(__file__).resolve().parents[1]
@@ -109,6 +110,46 @@ def test_file_text_limit_stops_a_bomb_of_records_just_under_the_cap(tmp_path):
     assert rej["path"].to_list() == ["many.jsonl.gz#3", "many.jsonl.gz#4"]
 
 
+def nested(depth: int) -> str:
+    return "[" * depth + "]" * depth
+
+
+@pytest.mark.parametrize("depth", [MAX_JSON_DEPTH + 1, 100_000])
+def test_jsonl_deeply_nested_line_is_its_own_reject(tmp_path, depth):
+    """Past the interpreter's recursion limit (100,000) or just past ours: a reject at its own line, and
+    the lines after it are read."""
+    data = line("before") + f'{{"text": "deep", "meta": {nested(depth)}}}\n'.encode() + line("after") + line("end")
+    docs, rej = read(one(tmp_path, "deep.jsonl", data))
+    assert docs["path"].to_list() == ["deep.jsonl#1", "deep.jsonl#3", "deep.jsonl#4"]
+    assert reasons(rej) == {"deep.jsonl#2": f"invalid json: nested too deeply (over {MAX_JSON_DEPTH} levels)"}
+
+
+def test_jsonl_nesting_up_to_the_limit_kept(tmp_path):
+    deep = json.loads(nested(MAX_JSON_DEPTH - 1))
+    data = json.dumps({"text": "deep", "meta": deep}).encode() + b"\n" + line("[[[ brackets in text ]]]" * 200)
+    docs, rej = read(one(tmp_path, "ok.jsonl", data))
+    assert len(rej) == 0 and len(docs) == 2
+    assert json.loads(docs["meta"][0])["meta"] == deep
+
+
+def test_json_depth():
+    assert [json_depth(v) for v in (1, "x", [], {}, [[1]], {"a": [{"b": 2}]})] == [0, 0, 1, 1, 2, 3]
+    assert json_depth(json.loads(nested(500)), limit=10) == 11  # stops counting past the limit
+
+
+def test_meta_too_deep_to_write_is_a_reject_not_a_crash(tmp_path):
+    """A meta value json.dumps cannot write (RecursionError) rejects that record only."""
+    f = one(tmp_path, "x.jsonl", line("x"))
+    deep: list = []
+    for _ in range(100_000):
+        deep = [deep]
+    sink = Sink(f, IngestConfig(), "other")
+    sink.doc(1, "some text", meta={"m": deep})
+    sink.doc(2, "more text", meta={"m": [[1]]})
+    docs, rej = sink.frames()
+    assert docs["path"].to_list() == ["x.jsonl#2"] and reasons(rej) == {"x.jsonl#1": "meta nested too deeply"}
+
+
 # --- parquet --------------------------------------------------------------------------------------
 
 
@@ -151,6 +192,31 @@ def test_parquet_bomb_row_group_not_read(tmp_path, monkeypatch):
     docs, rej = read(discover([(None, str(p))])[0][0])  # limit: max(2 MB, 4 x max_record_mb)
     assert len(docs) == 0 and rej["path"].to_list() == ["bomb.parquet#0", "bomb.parquet#1"]
     assert rej["reason"][0].startswith("row group not read: column 'text' decompresses to 5.0 MB")
+
+
+def _nested_list(depth: int) -> tuple[pa.DataType, object]:
+    t, v = pa.string(), "leaf value"
+    for _ in range(depth):
+        t, v = pa.list_(t), [v]
+    return t, v
+
+
+def test_parquet_nested_columns(tmp_path):
+    """Nested columns go to meta; deeper than Arrow reads (its schema limit is 100 levels) is one reject
+    for the file, not a crash; a string cell holding deeply nested JSON stays a string."""
+    t, v = _nested_list(40)
+    deep_json = nested(100_000)
+    table = pa.table({"text": ["one", "two"], "m": pa.array([v, v], type=t), "s": [deep_json, "{}"]})
+    pq.write_table(table, tmp_path / "n40.parquet")
+    docs, rej = read(one(tmp_path, "n40.parquet", (tmp_path / "n40.parquet").read_bytes()))
+    assert len(rej) == 0 and docs["text"].to_list() == ["one", "two"]
+    meta = json.loads(docs["meta"][0])
+    assert meta["s"] == deep_json and json_depth(meta["m"]) == 40
+    t, v = _nested_list(60)
+    pq.write_table(pa.table({"text": ["one"], "m": pa.array([v], type=t)}), tmp_path / "n60.parquet")
+    docs, rej = read(one(tmp_path, "n60.parquet", (tmp_path / "n60.parquet").read_bytes()))
+    assert len(docs) == 0 and len(rej) == 1 and rej["reason"][0].startswith("parquet: unreadable")
+    assert "nested" in rej["reason"][0]
 
 
 # --- WARC -----------------------------------------------------------------------------------------

@@ -57,7 +57,7 @@ _DEFAULT_SOURCE = {"warc": "web", "arc": "web", "wet": "web", "wat": "web", "htm
 
 
 def read_file(f: InputFile, cfg: IngestConfig | None = None) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """Read one input file into (documents, rejected rows); never raises, never blocks.
+    """Read one input file into (documents, rejected rows), at least one row; never raises, never blocks.
 
     Only a regular file is opened (a FIFO would block forever). A file that changes while it is
     read (size, modification time or inode differ before and after) gives one reject instead of
@@ -96,7 +96,11 @@ def read_file(f: InputFile, cfg: IngestConfig | None = None) -> tuple[pl.DataFra
     except Exception as e:  # noqa: BLE001 - safety net: one odd file must not stop a corpus run
         return reject(f"reader error: {type(e).__name__}: {' '.join(str(e).split())[:200]}")
     changed = _changed(f, before)
-    return reject(f"changed during read: {changed}") if changed else result
+    if changed:
+        return reject(f"changed during read: {changed}")
+    if result[0].is_empty() and result[1].is_empty():  # a file must never vanish from the output
+        return reject("no records")
+    return result
 
 
 def _changed(f: InputFile, before: os.stat_result) -> str | None:

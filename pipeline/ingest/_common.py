@@ -10,6 +10,7 @@ import os
 import re
 import stat
 import threading
+import unicodedata
 import zlib
 from typing import IO, Any
 
@@ -80,19 +81,24 @@ class Sink:
             self.full = True  # readers stop here: see ``rest_not_read``
             self.reject(locator, self.full_reason(), url=url, source=src)
             return None
-        self._text_left -= len(text)
-        did, path = self._where(locator)
         meta = dict(meta or {})
         norm = normalize_url(url) or url
         if url and norm != url:
             meta["url_raw"] = url
+        try:
+            meta_json = dumps_meta(meta)
+        except RecursionError:  # a value nested past the recursion limit: this record only, not the file
+            self.reject(locator, "meta nested too deeply", url=url, source=src)
+            return None
+        self._text_left -= len(text)
+        did, path = self._where(locator)
         d = self.docs
         d["id"].append(did)
         d["text"].append(text)
         d["source"].append(src)
         d["url"].append(norm)
         d["path"].append(path)
-        d["meta"].append(dumps_meta(meta))
+        d["meta"].append(meta_json)
         d["group_id"].append(group_id or did)
         d["domain"].append(registered_domain(norm))
         return did
@@ -482,11 +488,15 @@ def wide_codec(data: bytes) -> tuple[str, int] | None:
 
 
 def decode_wide(data: bytes, codec: str, skip: int, cfg: IngestConfig) -> tuple[str, str] | None:
-    """(text, codec) of ``data[skip:]`` in a UTF-16/32 ``codec``; None when it reads as binary (control
-    characters or undecodable pairs above ``binary_ctrl_ratio``)."""
+    """(text, codec) of ``data[skip:]`` in a UTF-16/32 ``codec``; None when it reads as binary.
+
+    Nearly any pair of bytes is some UTF-16 character, so binary data behind a BOM decodes without
+    error: it shows as control, private-use, unassigned or undecodable characters, which text lacks.
+    """
     text = data[skip:].decode(codec, errors="replace")
-    head = text[:65536]
-    if ctrl_ratio(head) > cfg.binary_ctrl_ratio or head.count("\ufffd") > cfg.binary_ctrl_ratio * len(head):
+    head = text[:4096]
+    odd = sum(unicodedata.category(c) in ("Cc", "Co", "Cn", "Cs") and c not in "\t\n\x0b\f\r\x1b" for c in head)
+    if odd + head.count("\ufffd") > cfg.binary_ctrl_ratio * len(head):
         return None
     return text, codec
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import codecs
 import json
 from typing import IO, Any
 
@@ -85,8 +86,8 @@ def read_jsonl(f: InputFile, cfg: IngestConfig) -> tuple[pl.DataFrame, pl.DataFr
                 _jsonl_line(sink, cfg, lineno, raw)
         except Exception as e:  # noqa: BLE001 - truncated/corrupt compressed stream: keep what came before
             sink.reject(lineno + 1, f"truncated: {type(e).__name__}: {' '.join(str(e).split())[:200]}")
-    if lineno == 0 and not sink.rej["id"]:
-        sink.reject(None, "empty file")
+    if not sink.docs["id"] and not sink.rej["id"]:  # every file gives a row, even one of blank lines
+        sink.reject(None, "no records: only blank lines" if lineno else "empty file")
     return sink.frames()
 
 
@@ -104,7 +105,18 @@ def _skip_line(stream: IO[bytes], limit: int) -> tuple[int, bool]:
     return n, False
 
 
+# JSON records nested deeper than this are rejected: ``json`` recurses per level, so such a record can
+# fail (RecursionError) wherever it is parsed or written again, depending on how deep the stack is
+# already; a fixed bound makes the outcome the same everywhere. Real records nest a few levels.
+MAX_JSON_DEPTH = 256
+_TOO_DEEP = f"invalid json: nested too deeply (over {MAX_JSON_DEPTH} levels)"
+
+
 def _jsonl_line(sink: Sink, cfg: IngestConfig, lineno: int, raw: bytes) -> None:
+    if raw.startswith(codecs.BOM_UTF8):
+        # Windows editors start a file with one, and files joined with ``cat`` keep theirs mid-file;
+        # json.loads refuses it, yet it is no part of the record.
+        raw = raw[len(codecs.BOM_UTF8) :]
     if not raw.strip():
         return  # blank separator lines are not records
     try:
@@ -117,10 +129,34 @@ def _jsonl_line(sink: Sink, cfg: IngestConfig, lineno: int, raw: bytes) -> None:
     except ValueError as e:
         sink.reject(lineno, f"invalid json: {e}", text=line[:1000])
         return
+    except RecursionError:  # deeper than the interpreter's limit: this line only, the next ones are read
+        sink.reject(lineno, _TOO_DEEP, text=line[:1000])
+        return
+    if raw.count(b"[") + raw.count(b"{") > MAX_JSON_DEPTH and json_depth(rec) > MAX_JSON_DEPTH:
+        sink.reject(lineno, _TOO_DEEP, text=line[:1000])
+        return
     if not isinstance(rec, dict):
         sink.reject(lineno, f"not a json object: {type(rec).__name__}", text=line[:1000])
         return
     _record_doc(sink, cfg, lineno, rec)
+
+
+def json_depth(value: Any, limit: int = MAX_JSON_DEPTH) -> int:
+    """Nesting depth of a decoded JSON value (a scalar is 0, ``[]`` 1), counted up to ``limit + 1``.
+
+    Iterative (an explicit stack): it runs on values too deep for recursion.
+    """
+    deepest = 0
+    stack: list[tuple[Any, int]] = [(value, 0)]
+    while stack:
+        node, depth = stack.pop()
+        if not isinstance(node, dict | list):
+            continue
+        deepest = max(deepest, depth + 1)
+        if deepest > limit:
+            return deepest
+        stack.extend((v, depth + 1) for v in (node.values() if isinstance(node, dict) else node))
+    return deepest
 
 
 def read_parquet(f: InputFile, cfg: IngestConfig) -> tuple[pl.DataFrame, pl.DataFrame]:

@@ -113,8 +113,8 @@ def _iter_archive(f: InputFile, cfg: IngestConfig, whole_gzip: bool) -> Sink | N
             # The break is where the iterator stopped: the next record's start (or this one's).
             at = max(it.offset, offset)
             sink.reject(at, f"truncated: {type(e).__name__}: {' '.join(str(e).split())[:200]}")
-    if n_records == 0 and not sink.rej["id"]:
-        sink.reject(None, "empty file")
+    if not sink.docs["id"] and not sink.rej["id"]:  # every file gives a row
+        sink.reject(None, "no records: no response, resource or conversion record" if n_records else "empty file")
     return sink
 
 
