@@ -74,6 +74,8 @@ stages:
   - tokenizer: {vocab_size: 512}
   - shards: {}
 """
+# The first of two concurrent runs trains a little, so it still holds the folder when the second checks it.
+SLOW_FIRST_RECIPE = FIRST_RECIPE + "  - train: {preset: nano, steps: 400, batch_size: 4, seq_len: 32, eval_every: 400}\n"
 SECOND_RECIPE = "name: second\nseed: 0\nstages:\n  - ingest: {}\n  - normalize: {}\n  - pii: {}\n"
 
 
@@ -667,10 +669,10 @@ def test_glob_through_loop_reads_each_file_once(prefect_server, tmp_path):
 
 
 def test_two_runs_into_one_folder_do_not_mix(prefect_server, tmp_path):
-    """A second run started while the first works in the same folder is refused (exit 2) or waits its turn;
-    either way the folder ends up holding exactly one run's outputs."""
+    """A second run started while the first holds the folder's lock is refused with exit 2, naming the
+    holder, and touches nothing; the folder ends up holding exactly the first run's outputs."""
     alpha, beta = _small_input(tmp_path, "alpha", 40, 6), _small_input(tmp_path, "beta", 12, 7)
-    (tmp_path / "first.yaml").write_text(FIRST_RECIPE)
+    (tmp_path / "first.yaml").write_text(SLOW_FIRST_RECIPE)
     (tmp_path / "second.yaml").write_text(SECOND_RECIPE)
     folder = tmp_path / "shared_out"
     with tempfile.TemporaryFile() as log:
@@ -681,9 +683,9 @@ def test_two_runs_into_one_folder_do_not_mix(prefect_server, tmp_path):
         )  # fmt: skip
         try:
             deadline = time.monotonic() + 120
-            while not folder.exists() and first.poll() is None and time.monotonic() < deadline:
+            while not (folder / ".refinery.lock").exists() and first.poll() is None and time.monotonic() < deadline:
                 time.sleep(0.05)
-            overlapped = first.poll() is None  # the second run starts while the first works
+            overlapped = first.poll() is None  # the second run starts while the first holds the lock
             second = refinery(
                 ["run", "--recipe", str(tmp_path / "second.yaml"), "--input", str(beta), "--out", str(folder)],
                 prefect_server,
@@ -698,13 +700,12 @@ def test_two_runs_into_one_folder_do_not_mix(prefect_server, tmp_path):
                 first.kill()
         log.seek(0)
         first_out = log.read().decode(errors="replace")[-3000:]
-    assert first_rc in (0, 2) and second.rc in (0, 2) and 0 in (first_rc, second.rc), (
-        f"first rc {first_rc}:\n{first_out}\n{second.tail()}"
-    )
+    assert overlapped and first_last, "the first run ended before the second started: nothing was tested"
+    assert first_rc == 0, f"first rc {first_rc}:\n{first_out}"
+    assert second.rc == 2 and "in use by another Refinery run" in " ".join(second.stderr.split()), second.tail()
     manifest = json.loads((folder / "manifest.json").read_text())
     assert manifest.get("status") == "complete"
-    if first_rc == 0 and second.rc == 0:  # the one that finished last owns the folder
-        assert manifest["recipe"]["name"] == ("first" if first_last else "second"), manifest["recipe"]["name"]
+    assert manifest["recipe"]["name"] == "first", manifest["recipe"]["name"]
     root = Path(manifest["inputs"][0]["inputs"][0]).name
     paths = _paths(folder)
     foreign = [p for p in paths if not p.startswith(f"{root}/")]
