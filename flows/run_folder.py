@@ -335,12 +335,13 @@ class RunFolder:
         """Make folder ``rel`` hold exactly ``files`` (name -> source), each copied atomically; owned files
         no longer among them (nor in ``keep``, names written separately) are removed, any other file is
         left alone."""
-        rels = {f"{rel}/{name}": src for name, src in files.items()}
-        kept = {f"{rel}/{name}" for name in keep}
+        prefix = f"{rel}/" if rel else ""  # "" is the folder itself
+        rels = {f"{prefix}{name}": src for name, src in files.items()}
+        kept = {f"{prefix}{name}" for name in (*keep, self.manifest_name)}
         self._own(rels)
         for r, src in sorted(rels.items()):
             atomic_write(self.root / r, lambda tmp, src=src: shutil.copyfile(src, tmp))
-        self._remove_owned(lambda r: r.startswith(f"{rel}/") and r not in rels and r not in kept)
+        self._remove_owned(lambda r: r.startswith(prefix) and r not in rels and r not in kept)
 
     def publish_tree(self, rel: str, src: Path, skip: tuple[str, ...] = ("done.json",)) -> None:
         """Publish every file below ``src`` as folder ``rel``."""
@@ -400,7 +401,10 @@ class RunFolder:
 CURATE_OUTPUTS = ("manifest.json", "documents", "rejected", "shards", "tokenizer", "model", "report", "dedup_index",
                   "cache")  # fmt: skip
 ABLATION_OUTPUTS = ("summary.json", "results.parquet", "report", "cache")
-_KINDS = {"curate": CURATE_OUTPUTS, "ablation": ABLATION_OUTPUTS}
+# `refinery export-hf`: a Hugging Face model folder.
+HF_EXPORT_OUTPUTS = ("refinery_export.json", "config.json", "generation_config.json", "model.safetensors",
+                     "tokenizer.model", "tokenizer_config.json")  # fmt: skip
+_KINDS = {"curate": CURATE_OUTPUTS, "ablation": ABLATION_OUTPUTS, "hf-export": HF_EXPORT_OUTPUTS}
 
 
 def check_run_folder(

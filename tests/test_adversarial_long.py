@@ -75,7 +75,7 @@ stages:
   - shards: {}
 """
 # The first of two concurrent runs trains a little, so it still holds the folder when the second checks it.
-SLOW_FIRST_RECIPE = FIRST_RECIPE + "  - train: {preset: nano, steps: 400, batch_size: 4, seq_len: 32, eval_every: 400}\n"
+SLOW_FIRST_RECIPE = FIRST_RECIPE + "  - train: {preset: nano, steps: 400, batch_size: 4, seq_len: 32}\n"
 SECOND_RECIPE = "name: second\nseed: 0\nstages:\n  - ingest: {}\n  - normalize: {}\n  - pii: {}\n"
 
 

@@ -50,3 +50,25 @@ def test_export_matches_transformers_logits(tmp_path: Path, tied: bool, n_kv_hea
         ours = model(idx)[0]
         theirs = hf(input_ids=idx).logits
     torch.testing.assert_close(theirs, ours, atol=1e-4, rtol=0)
+
+
+def test_cli_export_never_overwrites_the_users_files_and_reexports_in_place(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from flows.cli import app
+
+    cfg = ModelConfig(vocab_size=96, n_layer=1, d_model=32, n_head=2, n_kv_head=2, max_seq_len=16)
+    save_checkpoint(Transformer(cfg), tmp_path / "ours", TrainConfig(), Manifest(96, 1, 2, 0, "", {}))
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "config.json").write_text("the user's own config")
+    result = CliRunner().invoke(app, ["export-hf", "--model", str(tmp_path / "ours"), "--out", str(mine)])
+    assert result.exit_code == 2 and "not written by Refinery" in " ".join(result.output.split())
+    assert (mine / "config.json").read_text() == "the user's own config"
+    assert [p.name for p in mine.iterdir()] == ["config.json"]
+
+    out = tmp_path / "hf"
+    for _ in range(2):  # a second export replaces the first one's files
+        result = CliRunner().invoke(app, ["export-hf", "--model", str(tmp_path / "ours"), "--out", str(out)])
+        assert result.exit_code == 0, result.output
+    assert {"config.json", "model.safetensors"} <= {p.name for p in out.iterdir()}

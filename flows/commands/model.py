@@ -8,6 +8,8 @@ from typing import Annotated
 
 import typer
 
+from flows.cli_options import fail
+
 
 def _find_tokenizer(model_dir: Path) -> Path:
     """The model folder's own copy, else the path its config names, else the run's tokenizer/."""
@@ -74,13 +76,31 @@ def register(app: typer.Typer) -> None:
         out: Annotated[Path, typer.Option("--out", help="folder for the LlamaForCausalLM files")],
     ) -> None:
         """Write a Hugging Face LlamaForCausalLM folder (config, safetensors, tokenizer)."""
+        import tempfile
+
+        from flows.run_folder import RunFolderError, check_run_folder
         from model.hf_export import export_hf
 
+        try:
+            folder = check_run_folder(out, None, [str(model)], kind="hf-export")
+        except RunFolderError as err:
+            fail(str(err))
         try:
             tokenizer = _find_tokenizer(model)
         except typer.BadParameter:
             tokenizer = None  # the weights still export; HF users bring their own tokenizer
-        export_hf(model, out, tokenizer)
+        # Written beside, then published file by file: --out may be an earlier export, never the user's files.
+        with tempfile.TemporaryDirectory(prefix="refinery-export-") as staging:
+            export_hf(model, Path(staging), tokenizer)
+            try:
+                folder.claim()
+            except RunFolderError as err:
+                fail(str(err))
+            try:
+                folder.publish_tree("", Path(staging))
+                folder.finish({"status": "complete", "model": str(model.resolve())})
+            finally:
+                folder.release()
         typer.echo(f"wrote {out}")
 
     @app.command("model-presets")
