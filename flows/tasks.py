@@ -158,22 +158,24 @@ def doc_stage(stage: str, index: int, params: dict[str, Any], in_ref: dict[str, 
     return _write_result(unit, index, result.kept, rejected, df.height, time.perf_counter() - start, result.stats)
 
 
+def _rewrite_rejected(step: str, stage: str, params: dict[str, Any], rejected_path: str, cache_dir: str, fn) -> str:
+    """A unit holding ``fn(rows, config)`` of the rejected part at ``rejected_path``, keyed by the part's own
+    unit folder (cache/<step>/<key>/, which names its content) and ``stage``'s params; returns its path."""
+    src = Path(rejected_path)
+    unit = WorkUnit(Path(cache_dir), step, make_key(step, params, [src.parent.parent.name, src.parent.name]))
+    if not unit.done:
+        staging = unit.staging()
+        fn(pl.read_parquet(src), _config(stage, params)).write_parquet(staging / "rejected.parquet", compression="zstd")
+        unit.commit(staging, {})
+    return str(unit.dir / "rejected.parquet")
+
+
 @task(name="label-rejected", task_run_name="label-rejected-{name}", **TASK_OPTS)
 def label_rejected_task(name: str, params: dict[str, Any], rejected_path: str, cache_dir: str) -> str:
     """``rejected_path`` (rows rejected before language ID) with ``lang``/``lang_score`` filled in."""
     from pipeline.langid import label_rejected
 
-    src = Path(rejected_path)
-    # the source file sits in its own unit folder, cache/<step>/<key>/, which names its content
-    key = make_key("label-rejected", params, [src.parent.parent.name, src.parent.name])
-    unit = WorkUnit(Path(cache_dir), "label-rejected", key)
-    if not unit.done:
-        staging = unit.staging()
-        label_rejected(pl.read_parquet(src), _config("langid", params)).write_parquet(
-            staging / "rejected.parquet", compression="zstd"
-        )
-        unit.commit(staging, {})
-    return str(unit.dir / "rejected.parquet")
+    return _rewrite_rejected("label-rejected", "langid", params, rejected_path, cache_dir, label_rejected)
 
 
 @task(name="redact-rejected", task_run_name="redact-rejected-{name}", **TASK_OPTS)
@@ -182,16 +184,7 @@ def redact_rejected_task(name: str, params: dict[str, Any], rejected_path: str, 
     by the ``pii`` stage's detection and policy."""
     from pipeline.pii import redact_rejected
 
-    src = Path(rejected_path)
-    key = make_key("redact-rejected", params, [src.parent.parent.name, src.parent.name])
-    unit = WorkUnit(Path(cache_dir), "redact-rejected", key)
-    if not unit.done:
-        staging = unit.staging()
-        redact_rejected(pl.read_parquet(src), _config("pii", params)).write_parquet(
-            staging / "rejected.parquet", compression="zstd"
-        )
-        unit.commit(staging, {})
-    return str(unit.dir / "rejected.parquet")
+    return _rewrite_rejected("redact-rejected", "pii", params, rejected_path, cache_dir, redact_rejected)
 
 
 @task(name="dedup-signatures", task_run_name="dedup-signatures-{index}", **TASK_OPTS)
