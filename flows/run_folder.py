@@ -180,6 +180,8 @@ def check_places(out: Path, cache: Path, inputs: Iterable[str]) -> None:
     """Exit-2 errors for a run folder or cache inside an input, or an input inside either: the run would
     read its own outputs on the next run, or write into the user's data."""
     out_r, cache_r = _real(out), _real(cache)
+    if cache_r == out_r or (_inside(cache_r, out_r) and cache_r.relative_to(out_r).parts[0] in CURATE_OUTPUTS[:-1]):
+        raise RunFolderError(f"the cache {cache_r} would mix with the run's outputs; use OUT/cache or another folder")
     for spec, root in zip(list(inputs), input_roots(inputs), strict=True):
         for name, place in (("run folder", out_r), ("cache", cache_r)):
             if _inside(place, root):

@@ -189,6 +189,9 @@ def test_lock_of_another_host_is_not_broken(tmp_path):
         ("run", "data/cache", "data", "cache .* lies inside the input"),
         ("run", "cache", "data/*.jsonl", None),
         ("data/run", "data/run/cache", "data/*.jsonl", "run folder .* lies inside the input"),
+        ("run", "run", "data", "would mix with the run's outputs"),
+        ("run", "run/documents/c", "data", "would mix with the run's outputs"),
+        ("run", "run/my-cache", "data", None),
     ],
 )
 def test_run_folder_and_inputs_must_not_nest(tmp_path, monkeypatch, out, cache, inp, message):
