@@ -35,8 +35,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import polars as pl  # noqa: E402
 
-from pipeline.pii import PiiConfig, find_pii, get_analyzer, remove_pii  # noqa: E402
+from pipeline.pii import remove_pii  # noqa: E402
+from pipeline.pii_config import PiiConfig  # noqa: E402
+from pipeline.pii_find import find_pii  # noqa: E402
 from pipeline.pii_planted import ENTITIES, planted_corpus  # noqa: E402
+from pipeline.pii_scan import get_analyzer  # noqa: E402
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
@@ -265,7 +268,7 @@ def columns(base: list[str], sources: list[str], cfg: PiiConfig, seed: int) -> N
     import tempfile
 
     from pipeline.ingest import discover, read_file
-    from pipeline.pii import redact_columns
+    from pipeline.pii_columns import redact_columns
     from pipeline.pii_planted import planted_jsonl_records, planted_leaks
 
     urls, paths, metas = real_columns(sources)

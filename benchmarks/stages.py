@@ -24,7 +24,8 @@ from pipeline.filters import FilterConfig, apply_filters  # noqa: E402
 from pipeline.ingest import IngestConfig, discover, read_file  # noqa: E402
 from pipeline.langid import LangIdConfig, identify  # noqa: E402
 from pipeline.normalize import NormalizeConfig, normalize  # noqa: E402
-from pipeline.pii import PiiConfig, remove_pii  # noqa: E402
+from pipeline.pii import remove_pii  # noqa: E402
+from pipeline.pii_config import PiiConfig  # noqa: E402
 from pipeline.shards import ShardsConfig, tokenize_docs  # noqa: E402
 from pipeline.tokenizer import TokenizerConfig, train_tokenizer  # noqa: E402
 

@@ -14,7 +14,7 @@ from rich.table import Table
 
 import flows  # noqa: F401  (sets Prefect environment defaults before Prefect is imported)
 from flows import progress as progress_mod
-from flows.cli_options import InputsOption, SourcesOption, fail
+from flows.cli_options import InputsOption, SourcesOption, fail, input_pairs
 from flows.commands import register_all
 
 app = typer.Typer(
@@ -69,18 +69,13 @@ def run(
 ) -> None:
     """Run a curation recipe over the inputs and write a run folder."""
     from flows.recipe import RecipeError, load_recipe
-    from pipeline.ingest import discover, parse_input_arg
+    from pipeline.ingest import discover
 
     try:
         rec = load_recipe(recipe, seed=seed)
     except RecipeError as err:
         fail(str(err))
-    pairs: list[tuple[str | None, str]] = [(None, p) for p in inputs or []]
-    for arg in sources or []:
-        src, path = parse_input_arg(arg)
-        if src is None:
-            fail(f"--source expects NAME=PATH, got {arg!r}")
-        pairs.append((src, path))
+    pairs = [(src, path) for src, path in input_pairs(inputs, sources)]
     if not pairs:
         pairs = [(None, str(SAMPLE_DATA / d)) for d in SAMPLE_FOLDERS]
         out = out or Path("runs/sample")

@@ -18,3 +18,19 @@ def fail(message: str) -> None:
     """Print ``message`` as an error (escaped: a key such as ``[stages]`` is not rich markup) and exit 2."""
     Console(stderr=True).print(f"[bold red]error:[/] {escape(message)}")
     raise typer.Exit(EXIT_USAGE)
+
+
+def input_pairs(inputs: list[str] | None, sources: list[str] | None) -> list[list[str | None]]:
+    """``--input`` and ``--source NAME=PATH`` as [source or None, path] pairs; a malformed one is exit 2."""
+    from pipeline.ingest import parse_input_arg
+
+    pairs: list[list[str | None]] = [[None, p] for p in inputs or []]
+    for arg in sources or []:
+        try:
+            src, path = parse_input_arg(arg)
+        except ValueError as err:
+            fail(str(err))
+        if src is None:
+            fail(f"--source expects NAME=PATH, got {arg!r}")
+        pairs.append([src, path])
+    return pairs

@@ -44,7 +44,7 @@ STAGES: dict[str, StageInfo] = {
     "langid": StageInfo(StageKind.DOCS, "pipeline.langid:LangIdConfig", 1, func_path="pipeline.langid:identify"),
     "filter": StageInfo(StageKind.DOCS, "pipeline.filters:FilterConfig", 1, func_path="pipeline.filters:apply_filters"),
     "dedup": StageInfo(StageKind.DEDUP, "pipeline.dedup:DedupConfig", 1),
-    "pii": StageInfo(StageKind.DOCS, "pipeline.pii:PiiConfig", 1, func_path="pipeline.pii:remove_pii"),
+    "pii": StageInfo(StageKind.DOCS, "pipeline.pii_config:PiiConfig", 1, func_path="pipeline.pii:remove_pii"),
     "line_dedup": StageInfo(
         StageKind.DOCS,
         "pipeline.line_dedup:LineDedupConfig",

@@ -152,7 +152,7 @@ def doc_stage(stage: str, index: int, params: dict[str, Any], in_ref: dict[str, 
     rejected = result.rejected
     if stage == "pii":
         # Documents the policy drops leave with their text: redact it, so no unit after `pii` holds any.
-        from pipeline.pii import redact_rejected
+        from pipeline.pii_columns import redact_rejected
 
         rejected = redact_rejected(rejected, cfg)
     return _write_result(unit, index, result.kept, rejected, df.height, time.perf_counter() - start, result.stats)
@@ -182,7 +182,7 @@ def label_rejected_task(name: str, params: dict[str, Any], rejected_path: str, c
 def redact_rejected_task(name: str, params: dict[str, Any], rejected_path: str, cache_dir: str) -> str:
     """``rejected_path`` (rows dropped before the ``pii`` stage) with personal data redacted in every column
     by the ``pii`` stage's detection and policy."""
-    from pipeline.pii import redact_rejected
+    from pipeline.pii_columns import redact_rejected
 
     return _rewrite_rejected("redact-rejected", "pii", params, rejected_path, cache_dir, redact_rejected)
 

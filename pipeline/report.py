@@ -222,7 +222,8 @@ def pii_redactor(manifest: dict[str, Any]) -> Redactor:
     params = next((s.get("params") or {} for s in stages if isinstance(s, dict) and s.get("name") == "pii"), None)
     if params is None:
         return lambda text, source: text
-    from pipeline.pii import PiiConfig, redact_text  # presidio loads only for runs that remove PII
+    from pipeline.pii_config import PiiConfig  # presidio loads only for runs that remove PII
+    from pipeline.pii_find import redact_text
 
     pii_cfg = PiiConfig(**params)
 

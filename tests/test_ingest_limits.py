@@ -24,7 +24,8 @@ from warcio.warcwriter import WARCWriter
 
 from pipeline.ingest import IngestConfig, InputFile, discover, read_file
 from pipeline.ingest import records as records_mod
-from pipeline.ingest._common import Sink, nesting_deeper_than, strip_scripts
+from pipeline.ingest._common import Sink
+from pipeline.ingest._html import nesting_deeper_than, strip_scripts
 from pipeline.ingest.records import MAX_JSON_DEPTH, json_depth
 from pipeline.schema import DOC_SCHEMA, REJECTED_SCHEMA
 

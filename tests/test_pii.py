@@ -9,15 +9,10 @@ import re
 import polars as pl
 import pytest
 
-from pipeline.pii import (
-    _RUST_WINDOW_PATTERNS,
-    CANDIDATE_PATTERNS,
-    PiiConfig,
-    _ascii_digits,
-    get_analyzer,
-    pii_findings,
-    remove_pii,
-)
+from pipeline.pii import remove_pii
+from pipeline.pii_config import PiiConfig
+from pipeline.pii_find import pii_findings
+from pipeline.pii_scan import _RUST_WINDOW_PATTERNS, CANDIDATE_PATTERNS, _ascii_digits, get_analyzer
 
 
 def _docs(texts: list[str], source: str = "web") -> pl.DataFrame:

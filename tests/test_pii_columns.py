@@ -11,7 +11,9 @@ from pathlib import Path
 import polars as pl
 
 from pipeline.ingest import discover, read_file
-from pipeline.pii import PiiConfig, redact_columns, redact_rejected, remove_pii
+from pipeline.pii import remove_pii
+from pipeline.pii_columns import redact_columns, redact_rejected
+from pipeline.pii_config import PiiConfig
 from pipeline.pii_planted import planted_jsonl_records, planted_leaks
 from pipeline.schema import REJECTED_SCHEMA, to_rejected
 

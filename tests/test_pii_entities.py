@@ -8,7 +8,9 @@ import random
 import polars as pl
 import pytest
 
-from pipeline.pii import SUPPORTED_ENTITIES, PiiConfig, pii_findings, remove_pii
+from pipeline.pii import remove_pii
+from pipeline.pii_config import SUPPORTED_ENTITIES, PiiConfig
+from pipeline.pii_find import pii_findings
 from pipeline.pii_planted import ENTITIES, TEMPLATES, planted_corpus, value
 
 

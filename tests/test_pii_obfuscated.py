@@ -6,7 +6,9 @@ from __future__ import annotations
 import polars as pl
 import pytest
 
-from pipeline.pii import PiiConfig, pii_findings, redact_text, remove_pii
+from pipeline.pii import remove_pii
+from pipeline.pii_config import PiiConfig
+from pipeline.pii_find import pii_findings, redact_text
 from pipeline.pii_recognizers import VIEW_TRIGGERS, view_of
 
 EMAILS = [

@@ -10,7 +10,8 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from pipeline.pii import PiiConfig, pii_findings
+from pipeline.pii_config import PiiConfig
+from pipeline.pii_find import pii_findings
 from pipeline.pii_planted import ENTITIES, planted_corpus
 from tests.conftest import REPO, run_cli
 

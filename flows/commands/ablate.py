@@ -8,7 +8,7 @@ from typing import Annotated, Any
 
 import typer
 
-from flows.cli_options import InputsOption, SourcesOption, fail
+from flows.cli_options import InputsOption, SourcesOption, fail, input_pairs
 
 
 def register(app: typer.Typer) -> None:
@@ -35,7 +35,7 @@ def register(app: typer.Typer) -> None:
         from rich.table import Table
 
         from flows.ablation_plan import PlanError, load_plan
-        from pipeline.ingest import discover, parse_input_arg
+        from pipeline.ingest import discover
 
         overrides: dict[str, Any] = {}
         if seeds is not None:
@@ -48,15 +48,7 @@ def register(app: typer.Typer) -> None:
             parsed = load_plan(plan, overrides)
         except PlanError as err:
             fail(str(err))
-        pairs: list[list[Any]] = [[None, p] for p in inputs or []]
-        for arg in sources or []:
-            try:
-                src, path = parse_input_arg(arg)
-            except ValueError as err:
-                fail(str(err))
-            if src is None:
-                fail(f"--source expects NAME=PATH, got {arg!r}")
-            pairs.append([src, path])
+        pairs: list[list[Any]] = input_pairs(inputs, sources)
         extra: list[list[Any]] = []
         for arg in eval_inputs or []:
             name, sep, path = arg.partition("=")

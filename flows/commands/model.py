@@ -25,6 +25,15 @@ def _find_tokenizer(model_dir: Path) -> Path:
     raise typer.BadParameter(f"no tokenizer.model found for {model_dir}", param_hint="--model")
 
 
+def _model_dir(path: Path) -> Path:
+    """A trained model folder: ``path`` itself, or a run folder's ``model/``; else exit 2."""
+    for candidate in (path, path / "model"):
+        if (candidate / "config.json").is_file() and (candidate / "model.safetensors").is_file():
+            return candidate
+    fail(f"--model {path} is not a trained model folder (no config.json and model.safetensors); e.g. runs/sample/model")
+    raise AssertionError  # unreachable: fail exits
+
+
 def register(app: typer.Typer) -> None:
     @app.command()
     def generate(
@@ -50,8 +59,7 @@ def register(app: typer.Typer) -> None:
         from model.generate import GenerationConfig, sample_text
         from model.load import load_model
 
-        if not (model / "config.json").is_file():
-            raise typer.BadParameter(f"{model} has no config.json", param_hint="--model")
+        model = _model_dir(model)
         net, _ = load_model(model)
         sp = spm.SentencePieceProcessor(model_file=str(_find_tokenizer(model)))
         cfg = GenerationConfig(
@@ -81,6 +89,7 @@ def register(app: typer.Typer) -> None:
         from flows.run_folder import RunFolderError, check_run_folder
         from model.hf_export import export_hf
 
+        model = _model_dir(model)
         try:
             folder = check_run_folder(out, None, [str(model)], kind="hf-export")
         except RunFolderError as err:

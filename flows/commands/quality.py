@@ -68,6 +68,12 @@ def register(app: typer.Typer) -> None:
         family was off) is computed now with the published defaults."""
         from pipeline.filters import FAMILIES, STAT_COLUMNS, FilterConfig, compute_stats
 
+        try:  # arguments first, before any file is read
+            given = [float(x) for x in (at or "").split(",") if x.strip()]
+        except ValueError:
+            fail(f"--at expects comma-separated numbers, got {at!r}")
+        if op is not None and op not in ("<", "<=", ">", ">="):
+            fail("--op must be one of <, <=, >, >=")
         files = sorted((run_dir / "documents").glob("*.parquet"))
         if not files:
             fail(f"no documents in {run_dir / 'documents'}")
@@ -86,7 +92,7 @@ def register(app: typer.Typer) -> None:
         if direction not in ("<", "<=", ">", ">="):
             fail("--op must be one of <, <=, >, >=")
         if at:
-            thresholds = [float(x) for x in at.split(",") if x.strip()]
+            thresholds = given
         else:  # quantiles on the dropping side: what 1%, 5%, 10%, 25% of the documents would cost
             v = docs[stat].cast(pl.Float64).drop_nulls()
             qs = (0.01, 0.05, 0.10, 0.25) if direction.startswith("<") else (0.99, 0.95, 0.90, 0.75)

@@ -9,7 +9,9 @@ import polars as pl
 
 from pipeline.ids import doc_id
 
-from ._common import Sink, decode_text, normalize_newlines, read_document_bytes
+from ._common import Sink
+from ._decode import decode_text, normalize_newlines
+from ._decompress import read_document_bytes
 from .config import IngestConfig, InputFile
 
 # Modern markers: "*** START OF THE/THIS PROJECT GUTENBERG EBOOK X ***" (may wrap onto the next line).

@@ -9,15 +9,9 @@ from typing import Any
 
 import polars as pl
 
-from ._common import (
-    Sink,
-    ctrl_ratio,
-    decode_wide,
-    normalize_newlines,
-    open_regular,
-    read_document_bytes,
-    wide_codec,
-)
+from ._common import Sink, open_regular
+from ._decode import ctrl_ratio, decode_wide, normalize_newlines, wide_codec
+from ._decompress import read_document_bytes
 from .config import IngestConfig, InputFile
 from .discover import CODE_EXTS, CODE_NAMES, FOLDER_CODE_EXTS
 

@@ -11,7 +11,9 @@ import polars as pl
 
 from pipeline.schema import SOURCES
 
-from ._common import Sink, extract_page_text, mb, open_decompressed, open_input, skip_limit, too_large
+from ._common import Sink, open_input
+from ._decompress import mb, open_decompressed, skip_limit, too_large
+from ._html import extract_page_text
 from .config import IngestConfig, InputFile, safe_text
 
 _TEXT_FIELDS = ("text", "content")

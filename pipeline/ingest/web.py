@@ -10,20 +10,10 @@ import polars as pl
 from warcio.archiveiterator import ArchiveIterator
 from warcio.exceptions import ArchiveLoadFailed
 
-from ._common import (
-    Sink,
-    charset_from_content_type,
-    decode_html,
-    extract_page_text,
-    html_head_meta,
-    html_title,
-    html_url,
-    open_input,
-    read_document_bytes,
-    skip_limit,
-    skip_rest,
-    too_large,
-)
+from ._common import Sink, open_input
+from ._decode import charset_from_content_type, decode_html
+from ._decompress import read_document_bytes, skip_limit, skip_rest, too_large
+from ._html import extract_page_text, html_head_meta, html_title, html_url
 from ._http import payload_stream
 from .config import IngestConfig, InputFile
 
