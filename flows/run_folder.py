@@ -190,6 +190,14 @@ def check_places(out: Path, cache: Path, inputs: Iterable[str]) -> None:
                 raise RunFolderError(f"the input {spec!r} lies inside the {name} {place}; choose another folder")
 
 
+def _legacy_run(manifest: Path) -> bool:
+    """A manifest written by a Refinery that did not mark its folders yet (it cannot say which files it wrote)."""
+    try:
+        return "code_version" in json.loads(manifest.read_text())
+    except (OSError, ValueError, TypeError):
+        return False
+
+
 # --- the run folder -------------------------------------------------------------------------------
 
 
@@ -222,8 +230,13 @@ class RunFolder:
             entries = [p.name for p in root.iterdir() if p.name != LOCK and not p.name.startswith(TMP_PREFIX)]
             if entries:
                 shown = ", ".join(sorted(entries)[:5]) + (" ..." if len(entries) > 5 else "")
+                hint = (
+                    " (it looks like the folder of a Refinery version from before run markers: delete it to rerun)"
+                    if _legacy_run(root / self.manifest_name)
+                    else ""
+                )
                 raise RunFolderError(
-                    f"--out {root} is not empty and was not written by Refinery (it holds {shown}); "
+                    f"--out {root} is not empty and was not written by Refinery (it holds {shown}){hint}; "
                     "choose a new or empty folder"
                 )
             return

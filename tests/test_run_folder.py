@@ -264,3 +264,11 @@ def test_cli_refuses_out_inside_the_input_with_exit_2(tmp_path):
 def test_check_run_folder_names_the_default_cache(tmp_path):
     folder = check_run_folder(tmp_path / "run", None, [str(tmp_path / "in")])
     assert folder.root == tmp_path / "run" and not folder.root.exists()
+
+
+def test_folder_of_an_older_refinery_is_refused_with_a_hint(tmp_path):
+    out = tmp_path / "old"
+    (out / "documents").mkdir(parents=True)
+    (out / "manifest.json").write_text(json.dumps({"code_version": "0.1+abc", "status": "complete"}))
+    with pytest.raises(RunFolderError, match="before run markers"):
+        RunFolder(out, "curate", CURATE_OUTPUTS).claim()
