@@ -461,7 +461,7 @@ def run_ablation(
     folder.claim(Path(cache))
     cache_lock = None
     try:
-        cache_lock = lock_cache(Path(cache), out_dir)
+        cache_lock = lock_cache(Path(cache))
         clean_staging(Path(cache))
         return _run_ablation(plan, inputs, folder, eval_inputs, cache, say)
     finally:

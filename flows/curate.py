@@ -123,7 +123,7 @@ def curate(recipe: dict[str, Any], inputs: list[list[Any]], out: str, cache_dir:
     folder.claim(cache)
     cache_lock = None
     try:
-        cache_lock = lock_cache(cache, out_dir)
+        cache_lock = lock_cache(cache)
         clean_staging(cache)
         return _curate(folder, recipe, inputs, cache)
     finally:
@@ -162,6 +162,8 @@ def _curate(folder: RunFolder, recipe: dict[str, Any], inputs: list[list[Any]], 
     summaries.append(_stage_summary("ingest", refs, time.perf_counter() - start, artifacts=artifacts))
     manifest["inputs"] = _input_fingerprints(inputs, refs)
     manifest["discovery_warnings"] = warnings
+    if pii_params is not None:  # file names can hold personal data too (an e-mail as a folder name)
+        _redact_input_names(manifest, STAGES["pii"].config_cls()(**pii_params))
     rejected_parts = {
         f"ingest-{r['index']:05d}.parquet": Path(r["dir"]) / "rejected.parquet" for r in refs if r["rejected"]
     }
@@ -207,6 +209,11 @@ def _curate(folder: RunFolder, recipe: dict[str, Any], inputs: list[list[Any]], 
             )
             if pii_done:
                 clean_units.extend([*(r["dir"] for r in sig_refs), clusters["dir"]])
+        elif kind in (StageKind.TOKENIZER, StageKind.SHARDS, StageKind.TRAIN) and not sum(r["docs_out"] for r in refs):
+            # Every document was rejected: there is nothing to train on. The run still publishes its
+            # documents and rejected rows, and says why these stages did not run.
+            summaries.append(_stage_summary(name, [], 0.0, {"skipped": "no documents left"}, artifacts=artifacts))
+            continue
         elif kind == StageKind.TOKENIZER:
             progress().start(name, 1)
             tok_ref = tasks.train_tokenizer_task(params, refs, cache_s)
@@ -300,6 +307,26 @@ def _curate(folder: RunFolder, recipe: dict[str, Any], inputs: list[list[Any]], 
     folder.finish(manifest)
     artifacts.summary(manifest, str(out_dir))
     return manifest
+
+
+def _redact_input_names(manifest: dict[str, Any], cfg: Any) -> None:
+    """The manifest's file paths and discovery warnings through the ``pii`` stage's column redaction."""
+    import polars as pl
+
+    from pipeline.pii_columns import redact_columns
+
+    def redacted(values: list[str]) -> list[str]:
+        if not values:
+            return values
+        frame = pl.DataFrame({"source": ["other"] * len(values), "path": values})
+        return redact_columns(frame, cfg)[0]["path"].to_list()
+
+    for entry in manifest["inputs"]:
+        files = entry["per_file"]
+        for f, path in zip(files, redacted([f["path"] for f in files]), strict=True):
+            f["path"] = path
+        entry["inputs"] = redacted(entry["inputs"])
+    manifest["discovery_warnings"] = redacted(manifest["discovery_warnings"])
 
 
 def _input_fingerprints(inputs: list[list[Any]], refs: list[dict[str, Any]]) -> list[dict[str, Any]]:

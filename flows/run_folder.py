@@ -180,8 +180,6 @@ def check_places(out: Path, cache: Path, inputs: Iterable[str]) -> None:
     """Exit-2 errors for a run folder or cache inside an input, or an input inside either: the run would
     read its own outputs on the next run, or write into the user's data."""
     out_r, cache_r = _real(out), _real(cache)
-    if cache_r == out_r or (_inside(cache_r, out_r) and cache_r.relative_to(out_r).parts[0] in CURATE_OUTPUTS[:-1]):
-        raise RunFolderError(f"the cache {cache_r} would mix with the run's outputs; use OUT/cache or another folder")
     for spec, root in zip(list(inputs), input_roots(inputs), strict=True):
         for name, place in (("run folder", out_r), ("cache", cache_r)):
             if _inside(place, root):
@@ -248,11 +246,20 @@ class RunFolder:
             raise RunFolderError(
                 f"--out {root} holds a Refinery {info.get('kind')} run, not a {self.kind} run; choose another folder"
             )
-        self.owned = set(info.get("files", []))
-        self.owned_dirs = set(info.get("dirs", []))
+        # Only entries a run can have written count: a hand-edited marker cannot make a run delete
+        # anything outside its output names.
+        self.owned = {f for f in info.get("files", []) if self._output_path(f)}
+        self.owned_dirs = {d for d in info.get("dirs", []) if d == "cache"}
         self._refuse_foreign()
         if not (self.lock and self.lock.held):
             Lock(root).peek("run folder")
+
+    def _output_path(self, rel: Any) -> bool:
+        """Whether ``rel`` is a plain relative path below one of this kind's output names."""
+        if not isinstance(rel, str) or not rel or rel.startswith("/") or "\\" in rel:
+            return False
+        parts = rel.split("/")
+        return parts[0] in self.outputs and all(p not in ("", ".", "..") for p in parts)
 
     def _refuse_foreign(self) -> None:
         """An output name holding files no run recorded (the user's, or a half-copied foreign tree)."""
@@ -287,7 +294,7 @@ class RunFolder:
         try:
             self.inspect()  # again under the lock: another run may have changed it meanwhile
             if cache is not None and self._cache_inside(cache):
-                self.owned_dirs.add(_real(cache).relative_to(_real(self.root)).parts[0])
+                self.owned_dirs.add("cache")
             self._write_marker(self.owned)
             self.clean_temporaries()
             # The commit point says "running" until the complete manifest replaces it.
@@ -297,7 +304,7 @@ class RunFolder:
             raise
 
     def _cache_inside(self, cache: Path) -> bool:
-        return _inside(_real(cache), _real(self.root)) and _real(cache) != _real(self.root)
+        return _real(cache) == _real(self.root) / "cache"
 
     def owns_cache(self, cache: Path) -> bool:
         """Whether ``cache`` is this folder's own (the default ``OUT/cache``), not a shared ``--cache-dir``."""
@@ -422,6 +429,36 @@ HF_EXPORT_OUTPUTS = ("refinery_export.json", "config.json", "generation_config.j
 _KINDS = {"curate": CURATE_OUTPUTS, "ablation": ABLATION_OUTPUTS, "hf-export": HF_EXPORT_OUTPUTS}
 
 
+CACHE_MARKER = ".refinery-cache.json"
+
+
+def check_cache(cache: Path, out: Path) -> None:
+    """RunFolderError unless ``cache`` is the run folder's own ``OUT/cache``, or a folder outside every run
+    folder that is new, empty or already a Refinery cache (its marker), and no live run holds it. A run
+    cleans half-written units in its cache and prunes its own: never in a folder that is not a cache."""
+    cache_r, out_r = _real(cache), _real(out)
+    if cache_r == out_r / "cache":
+        return  # owned through the run folder's marker
+    if _inside(cache_r, out_r):
+        raise RunFolderError(f"a cache inside the run folder must be {out_r / 'cache'}, not {cache_r}")
+    for folder in (cache_r, *cache_r.parents):
+        if (folder / MARKER).is_file():
+            raise RunFolderError(
+                f"the cache {cache_r} lies inside the Refinery run folder {folder}, which manages its own cache; "
+                "choose a folder outside it"
+            )
+    if cache_r.exists() and not cache_r.is_dir():
+        raise RunFolderError(f"the cache {cache_r} is a file, not a folder")
+    if cache_r.is_dir() and not (cache_r / CACHE_MARKER).is_file():
+        entries = [p.name for p in cache_r.iterdir() if p.name != LOCK and not p.name.startswith(TMP_PREFIX)]
+        if entries:
+            raise RunFolderError(
+                f"--cache-dir {cache_r} is not empty and is not a Refinery cache (no {CACHE_MARKER}); "
+                "choose a new or empty folder"
+            )
+    Lock(cache_r).peek("cache")
+
+
 def check_run_folder(
     out: Path | str, cache_dir: Path | str | None, inputs: list[str], kind: str = "curate"
 ) -> RunFolder:
@@ -431,6 +468,7 @@ def check_run_folder(
     outputs = _KINDS[kind]
     folder = RunFolder(Path(out), kind, outputs, manifest_name=outputs[0])
     folder.inspect()
+    check_cache(cache, Path(out))
     return folder
 
 
@@ -452,11 +490,11 @@ def prune_cache(cache: Path, keep: Iterable[str]) -> int:
     return removed
 
 
-def lock_cache(cache: Path, out: Path) -> Lock | None:
-    """Lock a cache that lies outside the run folder (a shared ``--cache-dir``): two runs working in
-    one cache at once would clean each other's half-written units."""
-    if _inside(_real(cache), _real(out)):
-        return None
+def lock_cache(cache: Path) -> Lock:
+    """Lock the cache (the run folder's own as well as a shared ``--cache-dir``): two runs working in one
+    cache at once would clean each other's half-written units. Marks a new cache as Refinery's."""
     lock = Lock(cache)
     lock.acquire("cache")
+    if not (cache / CACHE_MARKER).is_file():
+        atomic_write_bytes(cache / CACHE_MARKER, json.dumps({"refinery_cache": 1}).encode())
     return lock

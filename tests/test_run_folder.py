@@ -21,8 +21,10 @@ from flows.run_folder import (
     Lock,
     RunFolder,
     RunFolderError,
+    check_cache,
     check_places,
     check_run_folder,
+    lock_cache,
     prune_cache,
 )
 from pipeline.atomic import TMP_PREFIX, atomic_write_bytes
@@ -189,9 +191,6 @@ def test_lock_of_another_host_is_not_broken(tmp_path):
         ("run", "data/cache", "data", "cache .* lies inside the input"),
         ("run", "cache", "data/*.jsonl", None),
         ("data/run", "data/run/cache", "data/*.jsonl", "run folder .* lies inside the input"),
-        ("run", "run", "data", "would mix with the run's outputs"),
-        ("run", "run/documents/c", "data", "would mix with the run's outputs"),
-        ("run", "run/my-cache", "data", None),
     ],
 )
 def test_run_folder_and_inputs_must_not_nest(tmp_path, monkeypatch, out, cache, inp, message):
@@ -272,3 +271,82 @@ def test_folder_of_an_older_refinery_is_refused_with_a_hint(tmp_path):
     (out / "manifest.json").write_text(json.dumps({"code_version": "0.1+abc", "status": "complete"}))
     with pytest.raises(RunFolderError, match="before run markers"):
         RunFolder(out, "curate", CURATE_OUTPUTS).claim()
+
+
+@pytest.mark.parametrize("cache", ["run", "run/documents/c", "run/notes"])
+def test_a_cache_inside_the_run_folder_must_be_its_own_cache_folder(tmp_path, cache):
+    out = tmp_path / "run"
+    (out / "notes" / "photos").mkdir(parents=True)
+    with pytest.raises(RunFolderError, match="a cache inside the run folder must be"):
+        check_cache(tmp_path / cache, out)
+    check_cache(out / "cache", out)
+
+
+def test_a_foreign_folder_is_not_taken_as_a_cache_and_is_untouched(tmp_path):
+    user = tmp_path / "userdir"
+    (user / "proj" / ".tmp-notes").mkdir(parents=True)
+    (user / "proj" / ".tmp-notes" / "important.txt").write_text("mine")
+    before = checksums(user)
+    with pytest.raises(RunFolderError, match="not a Refinery cache"):
+        check_cache(user, tmp_path / "run")
+    assert checksums(user) == before
+    check_cache(tmp_path / "new-cache", tmp_path / "run")  # new: fine
+    lock = lock_cache(tmp_path / "new-cache")
+    lock.release()
+    check_cache(tmp_path / "new-cache", tmp_path / "run")  # marked as Refinery's: fine again
+
+
+def test_a_cache_inside_another_run_folder_is_refused(tmp_path):
+    other = tmp_path / "other"
+    run_once(other, {}, {"documents": {"a.parquet": b"1"}})
+    for cache in (other, other / "cache", other / "cache" / "x"):
+        with pytest.raises(RunFolderError, match="inside the Refinery run folder"):
+            check_cache(cache, tmp_path / "run")
+
+
+def test_a_cache_held_by_another_run_is_refused_before_the_run_folder_is_touched(tmp_path):
+    out = tmp_path / "run"
+    run_once(out, {}, {"documents": {"a.parquet": b"1"}})
+    before = checksums(out)
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    (shared / LOCK).write_text(json.dumps({"pid": 1, "host": "elsewhere.example", "since": 0}))
+    with pytest.raises(RunFolderError, match="in use by another Refinery run"):
+        check_run_folder(out, shared, [str(tmp_path / "in")])
+    assert checksums(out) == before
+
+
+def test_a_hand_edited_marker_cannot_make_a_run_delete_other_files(tmp_path):
+    out = tmp_path / "run"
+    run_once(out, {}, {"documents": {"a.parquet": b"1"}})
+    (tmp_path / "victim.txt").write_text("mine")
+    (out / "notes.md").write_text("mine")
+    marker = json.loads((out / MARKER).read_text())
+    marker["files"] += ["../victim.txt", "notes.md", "/etc/hostname", "documents/../../victim.txt"]
+    marker["dirs"] += ["notes"]
+    (out / MARKER).write_text(json.dumps(marker))
+    run_once(out, {}, {"documents": {"b.parquet": b"2"}})
+    assert (tmp_path / "victim.txt").read_text() == "mine" and (out / "notes.md").read_text() == "mine"
+    assert not (out / "documents" / "a.parquet").exists()
+
+
+@pytest.mark.slow
+def test_a_run_rejecting_everything_completes_and_file_names_are_redacted(prefect_server, tmp_path):
+    """Every document rejected: the tokenizer, shards and train stages are skipped with the reason, the run
+    completes; an e-mail used as a folder name does not reach the manifest when the recipe has `pii`."""
+    from tests.conftest import run_cli
+
+    data = tmp_path / "in" / "ann.smith@example.com"
+    data.mkdir(parents=True)
+    (data / "a.jsonl").write_text('{"text": "Too short."}\n')
+    recipe = tmp_path / "r.yaml"
+    stages = ["ingest: {}", "filter: {}", "pii: {}", "tokenizer: {vocab_size: 512}", "shards: {}", "report: {}"]
+    recipe.write_text("name: r\nstages:\n" + "".join(f"  - {s}\n" for s in stages))
+    out = tmp_path / "out"
+    run_cli(["run", "--recipe", str(recipe), "--input", str(tmp_path / "in"), "--out", str(out)], prefect_server,
+            check=True)  # fmt: skip
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["status"] == "complete" and manifest["outputs"]["documents"] == 0
+    skipped = {s["name"]: s.get("stats", {}).get("skipped") for s in manifest["stages"]}
+    assert skipped["tokenizer"] == skipped["shards"] == "no documents left"
+    assert "ann.smith@example.com" not in (out / "manifest.json").read_text()
