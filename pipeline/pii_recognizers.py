@@ -180,6 +180,7 @@ _LOCAL_WORD = r"[A-Za-z0-9][A-Za-z0-9_+\-]*"
 _LABEL = r"[A-Za-z0-9][A-Za-z0-9\-]*"
 _SEP = rf"(?:\.|{_DOT_BRACKETED}|{_DOT_SPELLED})"
 
+_FILE_EXT = r"\.(?:txt|jsonl|ndjson|json|html|htm|parquet|gz|zst|warc|wet|md|csv|py|log)\b"
 _AFTER_BREAK = r"[ \t]*\r?\n[ \t]*[0-9][0-9 \-.]{2,12}[0-9]"
 # Cheap polars checks (Rust regex syntax, no look-arounds), each led by a literal or a small class the regex
 # crate can skip ahead to: a document goes through the Python rewrite only when one of them matches.
@@ -199,6 +200,8 @@ VIEW_TRIGGERS: dict[str, str] = {
     "line_phone_plus": r"\+[0-9]{1,3}[ \-.]?(?:\(?[0-9]{1,5}\)?[ \-.]?){1,3}" + _AFTER_BREAK,
     "line_phone_paren": r"\([0-9]{2,5}\)[ \-.]?(?:[0-9]{1,5}[ \-.]?){1,2}" + _AFTER_BREAK,
     "line_phone_dash": r"[0-9]{2,5}[\-.][0-9]{2,5}[\-.]" + _AFTER_BREAK,
+    # an address used as a file name: "ann@example.com.jsonl" (the extension hides the real top-level domain)
+    "file_ext_email": r"@[A-Za-z0-9][A-Za-z0-9\-]*(?:\.[A-Za-z0-9\-]+)*\.[A-Za-z]{2,}" + _FILE_EXT,
 }
 
 # The "at" forms, found without their surrounding blanks (a leading "[ \t]*" would retry every position of
@@ -367,6 +370,14 @@ def _line_phones(text: str) -> list[Edit]:
     return edits
 
 
+_FILE_EXT_EMAIL = re.compile(r"@[A-Za-z0-9][A-Za-z0-9\-]*(?:\.[A-Za-z0-9\-]+)*\.[A-Za-z]{2,}(?=" + _FILE_EXT + ")")
+
+
+def _file_ext_emails(text: str) -> list[Edit]:
+    """Read the dot before a file extension that follows an address as a blank, so the address ends there."""
+    return [(m.end(), m.end() + 1, " ") for m in _FILE_EXT_EMAIL.finditer(text)]
+
+
 VIEW_REWRITES: dict[str, Callable[[str], list[Edit]]] = {
     "obfuscated_at": _obfuscated_emails,
     "spelled_at": _obfuscated_emails,
@@ -376,6 +387,7 @@ VIEW_REWRITES: dict[str, Callable[[str], list[Edit]]] = {
     "line_phone_plus": _line_phones,
     "line_phone_paren": _line_phones,
     "line_phone_dash": _line_phones,
+    "file_ext_email": _file_ext_emails,
 }
 
 

@@ -125,3 +125,13 @@ def test_spelled_forms_need_consistent_case_and_a_known_domain() -> None:
     texts = ("jane AT example dot com", "jane at example DOT com", "jane at example dot xyz", "jane at example.com")
     for text in texts:
         assert redact_text(text, PiiConfig())[1] == {}, text
+
+
+def test_an_address_used_as_a_file_name_is_found():
+    import polars as pl
+
+    from pipeline.pii_columns import redact_columns
+    from pipeline.pii_config import PiiConfig
+
+    df = pl.DataFrame({"source": ["other", "code"], "path": ["in/ann.smith@example.com.jsonl#3", "pkg/obj.at.py"]})
+    assert redact_columns(df, PiiConfig())[0]["path"].to_list() == ["in/<EMAIL>.jsonl#3", "pkg/obj.at.py"]
