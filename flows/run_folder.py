@@ -293,7 +293,7 @@ class RunFolder:
         self.lock.acquire("run folder")
         try:
             self.inspect()  # again under the lock: another run may have changed it meanwhile
-            if cache is not None and self._cache_inside(cache):
+            if cache is not None and self.owns_cache(cache):
                 self.owned_dirs.add("cache")
             self._write_marker(self.owned)
             self.clean_temporaries()
@@ -303,22 +303,13 @@ class RunFolder:
             self.release()
             raise
 
-    def _cache_inside(self, cache: Path) -> bool:
-        return _real(cache) == _real(self.root) / "cache"
-
     def owns_cache(self, cache: Path) -> bool:
         """Whether ``cache`` is this folder's own (the default ``OUT/cache``), not a shared ``--cache-dir``."""
-        return self._cache_inside(cache)
+        return _real(cache) == _real(self.root) / "cache"
 
     def release(self) -> None:
         if self.lock is not None:
             self.lock.release()
-
-    def __enter__(self) -> RunFolder:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.release()
 
     # -- writing --
 
