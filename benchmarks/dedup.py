@@ -42,7 +42,7 @@ sys.path.insert(0, str(ROOT))
 SHARED = ROOT.parent / "shared"
 BENCH = SHARED / "bench"
 
-from pipeline.dedup import DedupConfig, apply_duplicates, find_duplicates, signatures  # noqa: E402
+from pipeline.dedup.stage import DedupConfig, apply_duplicates, find_duplicates, signatures  # noqa: E402
 
 _BOILER = [
     "Subscribe to our newsletter for the latest updates and exclusive offers.",

@@ -36,7 +36,7 @@ import polars as pl  # noqa: E402
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from pipeline.dedup import DedupConfig, apply_duplicates, find_duplicates, signatures  # noqa: E402
+from pipeline.dedup.stage import DedupConfig, apply_duplicates, find_duplicates, signatures  # noqa: E402
 
 _VOCAB = np.array([f"w{i:05d}" for i in range(30_000)])
 

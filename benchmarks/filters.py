@@ -32,7 +32,7 @@ sys.path[0] = str(Path(__file__).resolve().parents[1])
 
 import polars as pl  # noqa: E402
 
-from pipeline.filters import FilterConfig, apply_filters, compute_stats, rule_failures  # noqa: E402
+from pipeline.filters.stage import FilterConfig, apply_filters, compute_stats, rule_failures  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 BENCH = REPO.parent / "shared" / "bench"
@@ -61,8 +61,10 @@ def load(path: Path) -> pl.DataFrame:
             d = json.loads(line)
             rows.append((str(d["id"]), d["text"]))
     return pl.DataFrame(rows, schema={"id": pl.String, "text": pl.String}, orient="row").with_columns(
-        pl.lit("web").alias("source"), pl.lit(None, dtype=pl.String).alias("url"),
-        pl.col("id").alias("path"), pl.lit("{}").alias("meta"),
+        pl.lit("web").alias("source"),
+        pl.lit(None, dtype=pl.String).alias("url"),
+        pl.col("id").alias("path"),
+        pl.lit("{}").alias("meta"),
     )
 
 
@@ -148,8 +150,17 @@ def run_ours(corpus: Path, out: Path, cfg: FilterConfig, batch: int = 1000, work
         for k, v in drops.items():
             dropped[k] = dropped.get(k, 0) + v
     mb = df["text"].str.len_bytes().sum() / 1e6
-    return {"wall_s": wall, "cpu_s": cpu, "docs_in": df.height, "docs_out": len(kept_ids), "mb_in": mb,
-            "docs_per_s": df.height / wall, "mb_per_s": mb / wall, "kept": set(kept_ids), "dropped": dropped}
+    return {
+        "wall_s": wall,
+        "cpu_s": cpu,
+        "docs_in": df.height,
+        "docs_out": len(kept_ids),
+        "mb_in": mb,
+        "docs_per_s": df.height / wall,
+        "mb_per_s": mb / wall,
+        "kept": set(kept_ids),
+        "dropped": dropped,
+    }
 
 
 def _filter_all(df: pl.DataFrame, out: Path, cfg: FilterConfig, batch: int, workers: int) -> list:
@@ -167,8 +178,15 @@ def _filter_all(df: pl.DataFrame, out: Path, cfg: FilterConfig, batch: int, work
 
 
 def run_datatrove(corpus: Path, workdir: Path) -> dict:
-    cmd = ["python3", str(BENCH / "datatrove_filters.py"),
-           "--input", str(corpus), "--workdir", str(workdir), "--save-removed"]
+    cmd = [
+        "python3",
+        str(BENCH / "datatrove_filters.py"),
+        "--input",
+        str(corpus),
+        "--workdir",
+        str(workdir),
+        "--save-removed",
+    ]
     t0 = time.perf_counter()
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     # only the harness's descendants (the executor's workers, which do all the pipeline's work): its own
@@ -201,15 +219,26 @@ def agreement(corpus: Path, cfg: FilterConfig, ours_kept: set[str], dt: dict) ->
     fam_of = {r: next(f for f in cfg.families if _family(r) == f) for r in fails.columns}
     fam_fail = {f: pl.any_horizontal([pl.col(r) for r in fails.columns if fam_of[r] == f]) for f in cfg.families}
     fam = pl.concat([df.select("id"), fails.select([e.alias(f) for f, e in fam_fail.items()])], how="horizontal")
-    failed_rules = dict(zip(df["id"].to_list(), fails.select(
-        pl.concat_list([pl.when(pl.col(r)).then(pl.lit(r)) for r in fails.columns]).list.drop_nulls().alias("r")
-    )["r"].to_list(), strict=True))
+    failed_rules = dict(
+        zip(
+            df["id"].to_list(),
+            fails.select(
+                pl.concat_list([pl.when(pl.col(r)).then(pl.lit(r)) for r in fails.columns]).list.drop_nulls().alias("r")
+            )["r"].to_list(),
+            strict=True,
+        )
+    )
     ids = fam["id"].to_list()
     dt_removed_all = set().union(*dt["removed"].values())
     dt_kept = set(ids) - dt_removed_all
     agree = sum((i in ours_kept) == (i in dt_kept) for i in ids) / len(ids)
-    out = {"overall": agree, "both_keep": len(ours_kept & dt_kept), "only_ours_keep": len(ours_kept - dt_kept),
-           "only_dt_keep": len(dt_kept - ours_kept), "families": {}}
+    out = {
+        "overall": agree,
+        "both_keep": len(ours_kept & dt_kept),
+        "only_ours_keep": len(ours_kept - dt_kept),
+        "only_dt_keep": len(dt_kept - ours_kept),
+        "families": {},
+    }
     reached = set(ids)
     for folder, family in DT_FAMILIES.items():  # datatrove's order
         sub = fam.filter(pl.col("id").is_in(list(reached)))
@@ -218,13 +247,16 @@ def agreement(corpus: Path, cfg: FilterConfig, ours_kept: set[str], dt: dict) ->
         n = len(ours_fail)
         same = sum(v == (i in theirs) for i, v in ours_fail.items())
         out["families"][family] = {
-            "docs": n, "agreement": same / max(n, 1),
-            "ours_drop": sum(ours_fail.values()), "dt_drop": len(theirs & reached),
+            "docs": n,
+            "agreement": same / max(n, 1),
+            "ours_drop": sum(ours_fail.values()),
+            "dt_drop": len(theirs & reached),
             "only_ours_drop": sum(v and i not in theirs for i, v in ours_fail.items()),
             "only_dt_drop": sum((not v) and i in theirs for i, v in ours_fail.items()),
             "disagreements": [
                 (i, "refinery" if v else "datatrove", [r for r in failed_rules[i] if _family(r) == family])
-                for i, v in ours_fail.items() if v != (i in theirs)
+                for i, v in ours_fail.items()
+                if v != (i in theirs)
             ],
         }
         reached -= theirs
@@ -232,8 +264,12 @@ def agreement(corpus: Path, cfg: FilterConfig, ours_kept: set[str], dt: dict) ->
 
 
 def _family(rule: str) -> str:
-    for prefix, fam in (("gopher_", "gopher_quality"), ("rep_", "gopher_repetition"), ("c4_", "c4"),
-                        ("fineweb_", "fineweb")):
+    for prefix, fam in (
+        ("gopher_", "gopher_quality"),
+        ("rep_", "gopher_repetition"),
+        ("c4_", "c4"),
+        ("fineweb_", "fineweb"),
+    ):
         if rule.startswith(prefix):
             return fam
     return "other"
@@ -243,10 +279,17 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--mb", type=float, default=20)
     ap.add_argument("--workers", type=int, default=2, help="our worker processes (datatrove: 2 tasks, 2 workers)")
-    ap.add_argument("--dump-disagreements", type=Path, metavar="PATH",
-                    help="write the documents the tools judge differently (per family) as JSONL")
-    ap.add_argument("--workdir", type=Path, default=Path(os.environ.get("BENCH_HOME", Path.home() / ".cache" /
-                                                                        "refinery-bench")) / "filters")
+    ap.add_argument(
+        "--dump-disagreements",
+        type=Path,
+        metavar="PATH",
+        help="write the documents the tools judge differently (per family) as JSONL",
+    )
+    ap.add_argument(
+        "--workdir",
+        type=Path,
+        default=Path(os.environ.get("BENCH_HOME", Path.home() / ".cache" / "refinery-bench")) / "filters",
+    )
     args = ap.parse_args()
     if not DATA.is_dir() or not BENCH.is_dir():
         print(f"skipped: {DATA} or {BENCH} not found")
@@ -255,8 +298,11 @@ def main() -> None:
     corpus = args.workdir / f"corpus-{args.mb:g}mb.jsonl.gz"
     if not corpus.exists():
         t = time.perf_counter()
-        subprocess.run(["python3", str(BENCH / "make_corpus.py"), "--mb", str(args.mb), "--out", str(corpus)],
-                       check=True, capture_output=True)
+        subprocess.run(
+            ["python3", str(BENCH / "make_corpus.py"), "--mb", str(args.mb), "--out", str(corpus)],
+            check=True,
+            capture_output=True,
+        )
         print(f"corpus built in {time.perf_counter() - t:.1f} s: {corpus}")
     cfg = dt_config()
     ours = run_ours(corpus, args.workdir / "ours", cfg, workers=args.workers)
@@ -267,18 +313,26 @@ def main() -> None:
     print(f"corpus: {ours['docs_in']:,} docs, {mb:.1f} MB of text, {os.cpu_count()} cores")
     print(f"  {'tool':<10} {'wall s':>8} {'docs/s':>9} {'MB/s':>7} {'CPU s':>8} {'MB/CPU-s':>9} {'kept':>6}")
     for name, r in (("refinery", ours), ("datatrove", dt)):
-        print(f"  {name:<10} {r['wall_s']:8.2f} {r['docs_per_s']:9.1f} {r['mb_per_s']:7.2f} {r['cpu_s']:8.1f} "
-              f"{mb / r['cpu_s']:9.3f} {r['docs_out']:6d}")
+        print(
+            f"  {name:<10} {r['wall_s']:8.2f} {r['docs_per_s']:9.1f} {r['mb_per_s']:7.2f} {r['cpu_s']:8.1f} "
+            f"{mb / r['cpu_s']:9.3f} {r['docs_out']:6d}"
+        )
     speed, cpu_speed = dt["wall_s"] / ours["wall_s"], dt["cpu_s"] / ours["cpu_s"]
     print(f"  datatrove harness total {dt['harness_total_s']:.1f} s (venv built this run: {dt['venv_built']})")
-    print(f"speed-up: {speed:.1f}x wall, {cpu_speed:.1f}x CPU time (target >= {TARGET_SPEEDUP:g}x) "
-          f"{'OK' if min(speed, cpu_speed) >= TARGET_SPEEDUP else 'MISSED'}")
-    print(f"keep/drop agreement: {ag['overall']:.4f} (target >= {TARGET_AGREEMENT}) "
-          f"{'OK' if ag['overall'] >= TARGET_AGREEMENT else 'MISSED'}; both keep {ag['both_keep']}, "
-          f"only we keep {ag['only_ours_keep']}, only datatrove keeps {ag['only_dt_keep']}")
+    print(
+        f"speed-up: {speed:.1f}x wall, {cpu_speed:.1f}x CPU time (target >= {TARGET_SPEEDUP:g}x) "
+        f"{'OK' if min(speed, cpu_speed) >= TARGET_SPEEDUP else 'MISSED'}"
+    )
+    print(
+        f"keep/drop agreement: {ag['overall']:.4f} (target >= {TARGET_AGREEMENT}) "
+        f"{'OK' if ag['overall'] >= TARGET_AGREEMENT else 'MISSED'}; both keep {ag['both_keep']}, "
+        f"only we keep {ag['only_ours_keep']}, only datatrove keeps {ag['only_dt_keep']}"
+    )
     for fam, a in ag["families"].items():
-        print(f"  {fam:<18} docs {a['docs']:5d} agreement {a['agreement']:.4f} drops ours {a['ours_drop']:4d} "
-              f"datatrove {a['dt_drop']:4d} (only ours {a['only_ours_drop']}, only datatrove {a['only_dt_drop']})")
+        print(
+            f"  {fam:<18} docs {a['docs']:5d} agreement {a['agreement']:.4f} drops ours {a['ours_drop']:4d} "
+            f"datatrove {a['dt_drop']:4d} (only ours {a['only_ours_drop']}, only datatrove {a['only_dt_drop']})"
+        )
     print("our drops by first failing rule:", json.dumps(ours["dropped"]))
     if args.dump_disagreements:
         n = dump_disagreements(args.dump_disagreements, ag)
@@ -287,8 +341,11 @@ def main() -> None:
 
 def dump_disagreements(path: Path, ag: dict) -> int:
     """One JSON line per (family, document) judged differently: who drops it and our failing rules."""
-    rows = [{"family": fam, "id": i, "dropped_by": who, "our_rules": rules}
-            for fam, a in ag["families"].items() for i, who, rules in a["disagreements"]]
+    rows = [
+        {"family": fam, "id": i, "dropped_by": who, "our_rules": rules}
+        for fam, a in ag["families"].items()
+        for i, who, rules in a["disagreements"]
+    ]
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
     return len(rows)
 

@@ -5,7 +5,7 @@ Data: ``../shared/data/multilingual/lingua_testdata_shared.jsonl.gz`` (75 langua
 kinds sentence / word_pair / single_word). Our own models (``linear75``, the default, and the
 fastText ``lingua75``) are trained on the lines with ``line % 5 != 0``, so every model is scored
 on the held-out lines ``line % 5 == 0``.
-Speed: sentences/s through ``pipeline.langid.predict`` on one core.
+Speed: sentences/s through ``pipeline.langid.stage.predict`` on one core.
 
 Run: .venv/bin/python benchmarks/langid.py [--models lid176,lingua75] [--per-language]
 """
@@ -24,8 +24,8 @@ import os
 import time
 from collections import defaultdict
 
-from pipeline.langid import model_path, predict
-from pipeline.langid_train import LINGUA, load
+from pipeline.langid.stage import model_path, predict
+from pipeline.training.langid import LINGUA, load
 
 
 def _lingua_predict(texts: list[str]) -> tuple[list[str], list[float]]:
@@ -70,7 +70,7 @@ def main() -> None:
     print(f"{len(rows)} held-out items, {len(langs)} languages; one core")
     for name in args.models.split(","):
         if name in ("linear75", "lingua75") and not model_path(name).is_file():
-            print(f"{name}: model file missing (train it: python -m pipeline.langid_train)")
+            print(f"{name}: model file missing (train it: python -m pipeline.training.langid)")
             continue
         if name == "lingua" and importlib.util.find_spec("lingua") is None:
             print("lingua: lingua-language-detector not installed; skipped")

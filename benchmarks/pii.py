@@ -2,7 +2,7 @@
 and code, and speed against naive presidio on the same text.
 
 The planted set is real text from ../shared/data (book chunks and code files) with values from Refinery's own
-generator (pipeline/pii_planted.py) inserted. A finding counts as a true positive when it has the planted
+generator (tests/planted_pii.py) inserted. A finding counts as a true positive when it has the planted
 value's type and covers it; findings on the clean text are listed and counted per MB (genuine PII found in the
 clean text, such as Project Gutenberg's contact address, is listed separately by an allow-list of reviewed
 values, not hidden). Precision per type = planted values found / findings of that type that are not in the
@@ -35,11 +35,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import polars as pl  # noqa: E402
 
-from pipeline.pii import remove_pii  # noqa: E402
-from pipeline.pii_config import PiiConfig  # noqa: E402
-from pipeline.pii_find import find_pii  # noqa: E402
-from pipeline.pii_planted import ENTITIES, planted_corpus  # noqa: E402
-from pipeline.pii_scan import get_analyzer  # noqa: E402
+from pipeline.pii.config import PiiConfig  # noqa: E402
+from pipeline.pii.find import find_pii  # noqa: E402
+from pipeline.pii.scan import get_analyzer  # noqa: E402
+from pipeline.pii.stage import remove_pii  # noqa: E402
+from tests.planted_pii import ENTITIES, planted_corpus  # noqa: E402
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
@@ -268,8 +268,8 @@ def columns(base: list[str], sources: list[str], cfg: PiiConfig, seed: int) -> N
     import tempfile
 
     from pipeline.ingest import discover, read_file
-    from pipeline.pii_columns import redact_columns
-    from pipeline.pii_planted import planted_jsonl_records, planted_leaks
+    from pipeline.pii.columns import redact_columns
+    from tests.planted_pii import planted_jsonl_records, planted_leaks
 
     urls, paths, metas = real_columns(sources)
     df = frame(base, sources).with_columns(

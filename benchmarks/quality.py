@@ -23,8 +23,8 @@ sys.path[0] = str(Path(__file__).resolve().parents[1])
 import numpy as np  # noqa: E402
 import polars as pl  # noqa: E402
 
-from pipeline.filters import FilterConfig, compute_stats  # noqa: E402
-from pipeline.quality import DEFAULT_MODEL, score  # noqa: E402
+from pipeline.filters.stage import FilterConfig, compute_stats  # noqa: E402
+from pipeline.quality.classifier import DEFAULT_MODEL, score  # noqa: E402
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "quality"
 
@@ -49,8 +49,9 @@ def main() -> None:
     for f in files:
         with gzip.open(f, "rt", encoding="utf-8") if f.suffix == ".gz" else f.open() as fh:
             rows += [json.loads(line) for line in fh]
-    df = pl.DataFrame({"id": [str(i) for i in range(len(rows))], "text": [r["text"] for r in rows],
-                       "source": ["web"] * len(rows)})
+    df = pl.DataFrame(
+        {"id": [str(i) for i in range(len(rows))], "text": [r["text"] for r in rows], "source": ["web"] * len(rows)}
+    )
     labels = np.array([int(r["label"]) for r in rows])
     t = time.perf_counter()
     s = score(df, args.model)
@@ -59,8 +60,10 @@ def main() -> None:
     meta = json.loads(meta_path.read_text()) if meta_path.exists() else {}
     stats = compute_stats(df.with_columns(pl.lit(None, dtype=pl.String).alias("meta")), FilterConfig())
     print(f"DCLM human-labelled pages: {len(rows)} ({labels.sum()} positive, {(1 - labels).sum()} negative)")
-    print(f"model: {args.model} ({Path(args.model).stat().st_size / 1e6:.2f} MB, training data sha256 "
-          f"{meta.get('training_data_sha256', '?')[:16]}...)")
+    print(
+        f"model: {args.model} ({Path(args.model).stat().st_size / 1e6:.2f} MB, training data sha256 "
+        f"{meta.get('training_data_sha256', '?')[:16]}...)"
+    )
     print(f"  fastText quality classifier ROC-AUC: {roc_auc(labels, s):.3f}")
     for col in ("gopher_stop_words", "gopher_mean_word_length"):
         print(f"  reference: {col:<24} ROC-AUC: {roc_auc(labels, stats[col].fill_null(0).to_numpy()):.3f}")

@@ -19,15 +19,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import polars as pl  # noqa: E402
 
-from pipeline.dedup import DedupConfig, apply_duplicates, find_duplicates, signatures  # noqa: E402
-from pipeline.filters import FilterConfig, apply_filters  # noqa: E402
+from pipeline.dedup.stage import DedupConfig, apply_duplicates, find_duplicates, signatures  # noqa: E402
+from pipeline.filters.stage import FilterConfig, apply_filters  # noqa: E402
 from pipeline.ingest import IngestConfig, discover, read_file  # noqa: E402
-from pipeline.langid import LangIdConfig, identify  # noqa: E402
+from pipeline.langid.stage import LangIdConfig, identify  # noqa: E402
 from pipeline.normalize import NormalizeConfig, normalize  # noqa: E402
-from pipeline.pii import remove_pii  # noqa: E402
-from pipeline.pii_config import PiiConfig  # noqa: E402
+from pipeline.pii.config import PiiConfig  # noqa: E402
+from pipeline.pii.stage import remove_pii  # noqa: E402
 from pipeline.shards import ShardsConfig, tokenize_docs  # noqa: E402
-from pipeline.tokenizer import TokenizerConfig, train_tokenizer  # noqa: E402
+from pipeline.tokenizer.training import TokenizerConfig, train_tokenizer  # noqa: E402
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
@@ -37,12 +37,17 @@ def load() -> pl.DataFrame:
     docs = pl.concat([read_file(f, IngestConfig())[0] for f in files], how="vertical")
     # Books as ~20 kB parts so per-document costs are visible, as in a web crawl.
     books = docs.filter(pl.col("source") == "book")
-    parts = books.with_columns(pl.col("text").str.split("\n\n")).explode("text").with_columns(
-        (pl.col("text").str.len_chars().cum_sum().over("id") // 20_000).alias("_part")
+    parts = (
+        books.with_columns(pl.col("text").str.split("\n\n"))
+        .explode("text")
+        .with_columns((pl.col("text").str.len_chars().cum_sum().over("id") // 20_000).alias("_part"))
     )
-    parts = parts.group_by("id", "_part", maintain_order=True).agg(
-        pl.col("text").str.join("\n\n"), pl.exclude("text", "_part").first()
-    ).with_columns(pl.format("{}-{}", pl.col("id"), pl.col("_part")).alias("id")).drop("_part")
+    parts = (
+        parts.group_by("id", "_part", maintain_order=True)
+        .agg(pl.col("text").str.join("\n\n"), pl.exclude("text", "_part").first())
+        .with_columns(pl.format("{}-{}", pl.col("id"), pl.col("_part")).alias("id"))
+        .drop("_part")
+    )
     return pl.concat([parts.select(docs.columns), docs.filter(pl.col("source") != "book")], how="vertical")
 
 

@@ -22,8 +22,8 @@ import polars as pl  # noqa: E402
 
 from pipeline.ingest import IngestConfig, discover, read_file  # noqa: E402
 from pipeline.shards import ShardsConfig, tokenize_docs  # noqa: E402
-from pipeline.tokenizer import TokenizerConfig, train_tokenizer  # noqa: E402
-from pipeline.tokenizer_metrics import tokenizer_metrics  # noqa: E402
+from pipeline.tokenizer.metrics import tokenizer_metrics  # noqa: E402
+from pipeline.tokenizer.training import TokenizerConfig, train_tokenizer  # noqa: E402
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 

@@ -134,7 +134,7 @@ def eval_set_task(
 ) -> dict[str, Any]:
     """Choose the held-out documents: groups of each training source, plus up to ``max_docs_per_source``
     documents of each evaluation-only input (``extra``: [name, refs] pairs, relabelled to ``name``)."""
-    from pipeline.ablation_data import ngram_hashes, select_eval
+    from pipeline.ablation.data import ngram_hashes, select_eval
 
     key = make_key(
         "ablation-eval", eval_params, [r["key"] for r in base_refs], [[n, [r["key"] for r in rs]] for n, rs in extra]
@@ -180,7 +180,7 @@ def eval_set_task(
 @task(name="ablation-holdout", task_run_name="holdout-{index}", **tasks.TASK_OPTS)
 def holdout_task(index: int, eval_params: dict, in_ref: dict, eval_ref: dict, cache_dir: str) -> dict[str, Any]:
     """Remove the evaluation documents and near copies of them from one shard of training data."""
-    from pipeline.ablation_data import HoldoutConfig, holdout
+    from pipeline.ablation.data import HoldoutConfig, holdout
 
     cfg = HoldoutConfig(ngram=eval_params["ngram"], max_overlap=eval_params["max_overlap"])
     unit = WorkUnit(
@@ -415,8 +415,8 @@ def _diversity(
     sample_tokens: int,
     vocab_size: int,
 ) -> dict[str, Any]:
-    from pipeline.ablation_data import exact_duplicate_rate, weighted_token_sample
-    from pipeline.ablation_stats import ngram_entropy, shannon_entropy
+    from pipeline.ablation.data import exact_duplicate_rate, weighted_token_sample
+    from pipeline.ablation.stats import ngram_entropy, shannon_entropy
 
     used = sorted(s for s, w in weights.items() if w > 0)  # a left-out source is not in the arm's data
     files = sorted(Path(data_ref["dir"]).glob("train-*.parquet"))
@@ -478,8 +478,8 @@ def _run_ablation(
     cache: str,
     say: Say,
 ) -> dict[str, Any]:
-    from pipeline.ablation_analysis import analyse
-    from pipeline.ablation_report import write_ablation_report
+    from pipeline.ablation.analysis import analyse
+    from pipeline.ablation.report import write_ablation_report
 
     started = time.perf_counter()
     out_dir = folder.root

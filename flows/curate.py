@@ -313,7 +313,7 @@ def _redact_input_names(manifest: dict[str, Any], cfg: Any) -> None:
     """The manifest's file paths and discovery warnings through the ``pii`` stage's column redaction."""
     import polars as pl
 
-    from pipeline.pii_columns import redact_columns
+    from pipeline.pii.columns import redact_columns
 
     def redacted(values: list[str]) -> list[str]:
         if not values:

@@ -41,21 +41,25 @@ STAGES: dict[str, StageInfo] = {
     "normalize": StageInfo(
         StageKind.DOCS, "pipeline.normalize:NormalizeConfig", 1, func_path="pipeline.normalize:normalize"
     ),
-    "langid": StageInfo(StageKind.DOCS, "pipeline.langid:LangIdConfig", 1, func_path="pipeline.langid:identify"),
-    "filter": StageInfo(StageKind.DOCS, "pipeline.filters:FilterConfig", 1, func_path="pipeline.filters:apply_filters"),
-    "dedup": StageInfo(StageKind.DEDUP, "pipeline.dedup:DedupConfig", 1),
-    "pii": StageInfo(StageKind.DOCS, "pipeline.pii_config:PiiConfig", 1, func_path="pipeline.pii:remove_pii"),
+    "langid": StageInfo(
+        StageKind.DOCS, "pipeline.langid.stage:LangIdConfig", 1, func_path="pipeline.langid.stage:identify"
+    ),
+    "filter": StageInfo(
+        StageKind.DOCS, "pipeline.filters.stage:FilterConfig", 1, func_path="pipeline.filters.stage:apply_filters"
+    ),
+    "dedup": StageInfo(StageKind.DEDUP, "pipeline.dedup.stage:DedupConfig", 1),
+    "pii": StageInfo(StageKind.DOCS, "pipeline.pii.config:PiiConfig", 1, func_path="pipeline.pii.stage:remove_pii"),
     "line_dedup": StageInfo(
         StageKind.DOCS,
-        "pipeline.line_dedup:LineDedupConfig",
+        "pipeline.dedup.lines:LineDedupConfig",
         1,
-        func_path="pipeline.line_dedup:remove_repeated_lines",
+        func_path="pipeline.dedup.lines:remove_repeated_lines",
     ),
     "substring_dedup": StageInfo(
         StageKind.DOCS,
-        "pipeline.substring_dedup:SubstringDedupConfig",
+        "pipeline.dedup.substrings:SubstringDedupConfig",
         1,
-        func_path="pipeline.substring_dedup:remove_repeated_substrings",
+        func_path="pipeline.dedup.substrings:remove_repeated_substrings",
     ),
     "decontaminate": StageInfo(
         StageKind.DOCS,
@@ -63,11 +67,16 @@ STAGES: dict[str, StageInfo] = {
         1,
         func_path="pipeline.decontaminate:decontaminate",
     ),
-    "quality": StageInfo(StageKind.DOCS, "pipeline.quality:QualityConfig", 1, func_path="pipeline.quality:classify"),
-    "perplexity": StageInfo(
-        StageKind.DOCS, "pipeline.perplexity:PerplexityConfig", 1, func_path="pipeline.perplexity:filter_perplexity"
+    "quality": StageInfo(
+        StageKind.DOCS, "pipeline.quality.classifier:QualityConfig", 1, func_path="pipeline.quality.classifier:classify"
     ),
-    "tokenizer": StageInfo(StageKind.TOKENIZER, "pipeline.tokenizer:TokenizerConfig", 2),
+    "perplexity": StageInfo(
+        StageKind.DOCS,
+        "pipeline.quality.perplexity:PerplexityConfig",
+        1,
+        func_path="pipeline.quality.perplexity:filter_perplexity",
+    ),
+    "tokenizer": StageInfo(StageKind.TOKENIZER, "pipeline.tokenizer.training:TokenizerConfig", 2),
     "shards": StageInfo(StageKind.SHARDS, "pipeline.shards:ShardsConfig", 3, needs=("tokenizer",)),
     "train": StageInfo(StageKind.TRAIN, "model.config:TrainConfig", 4, needs=("tokenizer", "shards")),
     "report": StageInfo(StageKind.REPORT, "pipeline.report:ReportConfig", 5),

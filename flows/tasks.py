@@ -152,7 +152,7 @@ def doc_stage(stage: str, index: int, params: dict[str, Any], in_ref: dict[str, 
     rejected = result.rejected
     if stage == "pii":
         # Documents the policy drops leave with their text: redact it, so no unit after `pii` holds any.
-        from pipeline.pii_columns import redact_rejected
+        from pipeline.pii.columns import redact_rejected
 
         rejected = redact_rejected(rejected, cfg)
     return _write_result(unit, index, result.kept, rejected, df.height, time.perf_counter() - start, result.stats)
@@ -173,7 +173,7 @@ def _rewrite_rejected(step: str, stage: str, params: dict[str, Any], rejected_pa
 @task(name="label-rejected", task_run_name="label-rejected-{name}", **TASK_OPTS)
 def label_rejected_task(name: str, params: dict[str, Any], rejected_path: str, cache_dir: str) -> str:
     """``rejected_path`` (rows rejected before language ID) with ``lang``/``lang_score`` filled in."""
-    from pipeline.langid import label_rejected
+    from pipeline.langid.stage import label_rejected
 
     return _rewrite_rejected("label-rejected", "langid", params, rejected_path, cache_dir, label_rejected)
 
@@ -182,14 +182,14 @@ def label_rejected_task(name: str, params: dict[str, Any], rejected_path: str, c
 def redact_rejected_task(name: str, params: dict[str, Any], rejected_path: str, cache_dir: str) -> str:
     """``rejected_path`` (rows dropped before the ``pii`` stage) with personal data redacted in every column
     by the ``pii`` stage's detection and policy."""
-    from pipeline.pii_columns import redact_rejected
+    from pipeline.pii.columns import redact_rejected
 
     return _rewrite_rejected("redact-rejected", "pii", params, rejected_path, cache_dir, redact_rejected)
 
 
 @task(name="dedup-signatures", task_run_name="dedup-signatures-{index}", **TASK_OPTS)
 def dedup_signatures(index: int, params: dict[str, Any], in_ref: dict[str, Any], cache_dir: str) -> dict:
-    from pipeline.dedup import signatures
+    from pipeline.dedup.stage import signatures
 
     unit = WorkUnit(Path(cache_dir), "dedup-signatures", make_key("dedup-signatures", params, in_ref["key"]))
     if unit.done:
@@ -209,7 +209,7 @@ def dedup_clusters(params: dict[str, Any], sig_refs: list[dict[str, Any]], cache
     are spooled to hash buckets under the staging folder when they exceed ``memory_mb``, never one table
     in memory), against earlier runs' indexes if asked; writes ``removed.parquet`` and this run's index
     (``index/``) for later runs."""
-    from pipeline.dedup import INDEX_FILE, cluster_summary, find_duplicates, load_index, write_index
+    from pipeline.dedup.stage import INDEX_FILE, cluster_summary, find_duplicates, load_index, write_index
 
     cfg = _config("dedup", params)
     prior_files = []
@@ -226,7 +226,7 @@ def dedup_clusters(params: dict[str, Any], sig_refs: list[dict[str, Any]], cache
     prior = load_index(cfg.against, cfg)
     staging = unit.staging()
     if sigs is None:
-        from pipeline.dedup import REMOVED_SCHEMA
+        from pipeline.dedup.stage import REMOVED_SCHEMA
 
         removed = pl.DataFrame(schema=REMOVED_SCHEMA)
         totals: dict[str, int] = {}
@@ -243,7 +243,7 @@ def dedup_clusters(params: dict[str, Any], sig_refs: list[dict[str, Any]], cache
 
 @task(name="dedup-apply", task_run_name="dedup-{index}", **TASK_OPTS)
 def dedup_apply(index: int, in_ref: dict[str, Any], clusters_ref: dict[str, Any], cache_dir: str) -> dict:
-    from pipeline.dedup import apply_duplicates
+    from pipeline.dedup.stage import apply_duplicates
 
     unit = WorkUnit(Path(cache_dir), "dedup", make_key("dedup", in_ref["key"], clusters_ref["key"]))
     if unit.done:
@@ -259,7 +259,7 @@ def dedup_apply(index: int, in_ref: dict[str, Any], clusters_ref: dict[str, Any]
 
 @task(name="tokenizer", **HEAVY_OPTS)
 def train_tokenizer_task(params: dict[str, Any], doc_refs: list[dict[str, Any]], cache_dir: str) -> dict:
-    from pipeline.tokenizer import train_tokenizer
+    from pipeline.tokenizer.training import train_tokenizer
 
     unit = WorkUnit(Path(cache_dir), "tokenizer", make_key("tokenizer", params, [r["key"] for r in doc_refs]))
     if unit.done:
@@ -362,7 +362,7 @@ def tokenizer_metrics_task(
     cache_dir: str,
 ) -> dict:
     """Compression figures on (up to ``metrics_mb`` of) the validation documents."""
-    from pipeline.tokenizer_metrics import tokenizer_metrics
+    from pipeline.tokenizer.metrics import tokenizer_metrics
 
     key = make_key("tokenizer-metrics", params, [r["key"] for r in doc_refs], tok_ref["key"], split_ref["key"])
     unit = WorkUnit(Path(cache_dir), "tokenizer-metrics", key)

@@ -20,7 +20,7 @@ import polars as pl
 from pydantic import BaseModel, ConfigDict, Field
 
 from pipeline.bounds import Int
-from pipeline.dedup import _shingle_hashes, normalised_bytes
+from pipeline.dedup.stage import _shingle_hashes, normalised_bytes
 from pipeline.schema import StageResult, to_rejected
 
 STAGE = "decontaminate"

@@ -19,6 +19,4 @@ def doc_id(path: str, locator: str | int | None = None) -> str:
 def stable_rank_key(ids: pl.Series, seed: int) -> pl.Series:
     """A seeded 64-bit hash per id that, unlike ``Expr.hash``, is the same across polars versions."""
     prefix = f"{seed}:".encode()
-    return pl.Series(
-        ids.name, [xxhash.xxh3_64_intdigest(prefix + i.encode()) for i in ids.to_list()], dtype=pl.UInt64
-    )
+    return pl.Series(ids.name, [xxhash.xxh3_64_intdigest(prefix + i.encode()) for i in ids.to_list()], dtype=pl.UInt64)

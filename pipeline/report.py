@@ -170,7 +170,7 @@ def _dedup_section(
     if stage is None:
         return None
     sec = Section("Duplicate clusters")
-    from pipeline.dedup import dedup_report_rows
+    from pipeline.dedup.stage import dedup_report_rows
 
     stats = stage.get("stats") or {}
     sec.text(
@@ -222,8 +222,8 @@ def pii_redactor(manifest: dict[str, Any]) -> Redactor:
     params = next((s.get("params") or {} for s in stages if isinstance(s, dict) and s.get("name") == "pii"), None)
     if params is None:
         return lambda text, source: text
-    from pipeline.pii_config import PiiConfig  # presidio loads only for runs that remove PII
-    from pipeline.pii_find import redact_text
+    from pipeline.pii.config import PiiConfig  # presidio loads only for runs that remove PII
+    from pipeline.pii.find import redact_text
 
     pii_cfg = PiiConfig(**params)
 

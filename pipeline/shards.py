@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from pipeline.bounds import MAX_MB, Float, Int, Seed, Threads
 from pipeline.ids import stable_rank_key
-from pipeline.tokenizer import load_tokenizer
+from pipeline.tokenizer.training import load_tokenizer
 
 
 class ShardsConfig(BaseModel):

@@ -76,8 +76,10 @@ def test_cross_of_axes_and_leave_one_out() -> None:
         ({"axes": QUALITY_AXIS, "tokenizer": {"vocab": 10}}, "tokenizer: vocab"),
         ({"axes": QUALITY_AXIS, "curation": [{"langid": {"keeep": ["en"]}}]}, "keeep"),
         ({"axes": {"scale": {"fractions": [0.3333, 0.33333]}}}, "arm names collide"),
-        ({"axes": {"diversity": {"natural": True, "mixtures": [{"name": "natural", "weights": {"web": 1}}]}}},
-         "arm names collide: natural"),
+        (
+            {"axes": {"diversity": {"natural": True, "mixtures": [{"name": "natural", "weights": {"web": 1}}]}}},
+            "arm names collide: natural",
+        ),
     ],
 )
 def test_bad_plans_name_the_problem(data: dict, message: str) -> None:

@@ -12,8 +12,8 @@ from typing import Any
 import polars as pl
 
 from flows.ablation_plan import load_plan
-from pipeline.ablation_analysis import analyse
-from pipeline.ablation_report import write_ablation_report
+from pipeline.ablation.analysis import analyse
+from pipeline.ablation.report import write_ablation_report
 
 ARMS = ["1/4", "1/2", "1"]
 SEEDS = [0, 1, 2]

@@ -8,8 +8,8 @@ import numpy as np
 import polars as pl
 import pytest
 
-from pipeline.ablation_analysis import analyse, final_rows
-from pipeline.ablation_stats import (
+from pipeline.ablation.analysis import analyse, final_rows
+from pipeline.ablation.stats import (
     describe,
     ngram_entropy,
     paired_test,
@@ -145,7 +145,7 @@ def test_analysis_on_known_results() -> None:
 
 
 def test_token_sample_follows_the_mixture_and_duplicates_count_by_text() -> None:
-    from pipeline.ablation_data import exact_duplicate_rate, weighted_token_sample
+    from pipeline.ablation.data import exact_duplicate_rate, weighted_token_sample
 
     lists = pl.DataFrame(
         {"source": ["a"] * 50 + ["b"] * 50, "tokens": [[1, 1]] * 50 + [[2, 2]] * 50},

@@ -8,8 +8,8 @@ import random
 import polars as pl
 
 from pipeline.decontaminate import DecontaminateConfig, decontaminate
-from pipeline.line_dedup import LineDedupConfig, remove_repeated_lines
-from pipeline.substring_dedup import SubstringDedupConfig, remove_repeated_substrings
+from pipeline.dedup.lines import LineDedupConfig, remove_repeated_lines
+from pipeline.dedup.substrings import SubstringDedupConfig, remove_repeated_substrings
 
 _WORDS = [f"w{i}" for i in range(5000)]
 

@@ -13,7 +13,7 @@ from datasketch import MinHash
 from datasketch.lsh import _optimal_param
 from pydantic import ValidationError
 
-from pipeline.dedup import (
+from pipeline.dedup.stage import (
     DedupConfig,
     _minhash,
     apply_duplicates,
@@ -286,7 +286,7 @@ def test_lazy_scan_of_parquet_matches_in_memory(tmp_path) -> None:
 
 
 def test_against_earlier_run_index(tmp_path) -> None:
-    from pipeline.dedup import load_index, write_index
+    from pipeline.dedup.stage import load_index, write_index
 
     w1, w2 = _text(300, seed=31), _text(300, seed=32)
     run1 = _docs([("r1_a", " ".join(w1)), ("r1_b", " ".join(w2)), ("r1_a_copy", " ".join(w1).upper())])
@@ -355,7 +355,7 @@ def test_lsh_summary_reports_choice() -> None:
 
 
 def test_inspect_pairs_side_by_side() -> None:
-    from pipeline.dedup import inspect_pairs
+    from pipeline.dedup.stage import inspect_pairs
 
     w = _text(300, seed=61)
     df = _docs(
@@ -406,7 +406,7 @@ def test_flow_tasks_write_index_and_dedup_a_later_run_against_it(tmp_path) -> No
     rej = pl.read_parquet(Path(out2[0]["dir"]) / "rejected.parquet")
     assert rej.select("id", "duplicate_of").rows() == [("c1", "a2")]
     assert clusters2["stats"]["removed_against_earlier_run"] == 1
-    from pipeline.dedup import dedup_report_rows
+    from pipeline.dedup.stage import dedup_report_rows
 
     titles = [t for t, _, _ in dedup_report_rows(clusters1["stats"])]
     assert titles == ["LSH parameters", "Cluster sizes", "Removed by source", "Largest clusters"]
@@ -494,7 +494,7 @@ def test_partitioned_spool_matches_single_pass(tmp_path) -> None:
 
 
 def test_partitioned_spool_with_earlier_run_index(tmp_path) -> None:
-    from pipeline.dedup import load_index, write_index
+    from pipeline.dedup.stage import load_index, write_index
 
     a, b, c = _chain(1100)
     run1 = _docs([("r1_a", " ".join(a)), ("r1_other", " ".join(_text(300, seed=95)))])
@@ -511,7 +511,7 @@ def test_partitioned_spool_with_earlier_run_index(tmp_path) -> None:
 
 
 def test_memory_budget_plan() -> None:
-    from pipeline.dedup import _plan
+    from pipeline.dedup.stage import _plan
 
     assert _plan(10_000, 11, DedupConfig()) == (1, False)  # small runs: one pass, in memory
     parts, on_disk = _plan(10_000_000, 11, DedupConfig(memory_mb=64))

@@ -11,7 +11,7 @@ import polars as pl
 import pytest
 from pydantic import ValidationError
 
-from pipeline.filters import RULE_NAMES, STAT_COLUMNS, FilterConfig, apply_filters, compute_stats
+from pipeline.filters.stage import RULE_NAMES, STAT_COLUMNS, FilterConfig, apply_filters, compute_stats
 
 _STOP = {"the", "be", "to", "of", "and", "that", "have", "with"}
 
@@ -40,8 +40,14 @@ def _docs(texts: list[str], source: str = "web", metas: list[dict] | None = None
             "path": [f"p{i}" for i in range(n)],
             "meta": [json.dumps(m) for m in (metas or [{}] * n)],
         },
-        schema={"id": pl.String, "text": pl.String, "source": pl.String, "url": pl.String,
-                "path": pl.String, "meta": pl.String},
+        schema={
+            "id": pl.String,
+            "text": pl.String,
+            "source": pl.String,
+            "url": pl.String,
+            "path": pl.String,
+            "meta": pl.String,
+        },
     )
 
 
@@ -109,8 +115,9 @@ def test_first_failing_rule_in_fixed_order() -> None:
 
 def test_disabled_and_none_threshold_and_disabled_stage() -> None:
     df = _docs(["too short"])
-    assert len(apply_filters(df, FilterConfig(min_words=None, min_stop_words=None,
-                                              min_mean_word_length=None)).kept) == 1
+    assert (
+        len(apply_filters(df, FilterConfig(min_words=None, min_stop_words=None, min_mean_word_length=None)).kept) == 1
+    )
     assert len(apply_filters(df, FilterConfig(enabled=False)).kept) == 1
     with pytest.raises(ValidationError):
         FilterConfig(disabled_rules=["no_such_rule"])
@@ -141,32 +148,41 @@ def test_word_count_min_ignores_symbol_only_tokens() -> None:
 
 
 def test_word_count_max_and_books() -> None:
-    _check("gopher_max_words", " ".join(_uniq_words(60)), " ".join(_uniq_words(61)), "gopher_word_count>60",
-           max_words=60)
+    _check(
+        "gopher_max_words", " ".join(_uniq_words(60)), " ".join(_uniq_words(61)), "gopher_word_count>60", max_words=60
+    )
     # books are not bounded by default ...
     res = apply_filters(_docs([" ".join(_uniq_words(61))], "book"), _only("gopher_max_words", max_words=60))
     assert len(res.kept) == 1
     # ... unless book_max_words is set
-    _check("gopher_max_words", " ".join(_uniq_words(70)), " ".join(_uniq_words(71)), "gopher_word_count>70",
-           source="book", max_words=60, book_max_words=70)
+    _check(
+        "gopher_max_words",
+        " ".join(_uniq_words(70)),
+        " ".join(_uniq_words(71)),
+        "gopher_word_count>70",
+        source="book",
+        max_words=60,
+        book_max_words=70,
+    )
 
 
 def test_default_max_words_does_not_reject_long_book() -> None:
     words = _uniq_words(2000, 6)
     long_text = " ".join(words[i % 2000] + ("" if i < 2000 else str(i)) for i in range(100_500))
-    res = apply_filters(_docs([long_text, long_text], "book").with_columns(
-        source=pl.Series(["book", "web"])), _only("gopher_max_words"))
+    res = apply_filters(
+        _docs([long_text, long_text], "book").with_columns(source=pl.Series(["book", "web"])), _only("gopher_max_words")
+    )
     assert res.kept["source"].to_list() == ["book"]
     assert res.rejected["reason"].to_list() == ["gopher_word_count>100000"]
 
 
 def test_mean_word_length() -> None:
     three = _uniq_words(60, 3)
-    _check("gopher_min_mean_word_length", " ".join(three), " ".join(three[:-1] + ["ab"]),
-           "gopher_mean_word_length<3.0")
+    _check("gopher_min_mean_word_length", " ".join(three), " ".join(three[:-1] + ["ab"]), "gopher_mean_word_length<3.0")
     ten = _uniq_words(60, 10)
-    _check("gopher_max_mean_word_length", " ".join(ten), " ".join(ten[:-1] + ["a" * 11]),
-           "gopher_mean_word_length>10.0")
+    _check(
+        "gopher_max_mean_word_length", " ".join(ten), " ".join(ten[:-1] + ["a" * 11]), "gopher_mean_word_length>10.0"
+    )
 
 
 def test_symbol_ratio_hash_and_ellipsis() -> None:
@@ -231,16 +247,25 @@ def test_dup_line_frac() -> None:
 
 def test_dup_line_char_frac() -> None:
     lines = _lines(10)
-    _check("rep_dup_line_char", "\n".join(lines[:8] + lines[:2]), "\n".join(lines[:7] + lines[:3]),
-           "rep_dup_line_char_frac>0.2")
+    _check(
+        "rep_dup_line_char",
+        "\n".join(lines[:8] + lines[:2]),
+        "\n".join(lines[:7] + lines[:3]),
+        "rep_dup_line_char_frac>0.2",
+    )
 
 
 def test_dup_para_frac_and_chars() -> None:
     paras = _lines(10, seed=5)
-    _check("rep_dup_para", "\n\n".join(paras[:7] + paras[:3]), "\n\n".join(paras[:6] + paras[:4]),
-           "rep_dup_para_frac>0.3")
-    _check("rep_dup_para_char", "\n\n".join(paras[:8] + paras[:2]), "\n \n".join(paras[:7] + paras[:3]),
-           "rep_dup_para_char_frac>0.2")
+    _check(
+        "rep_dup_para", "\n\n".join(paras[:7] + paras[:3]), "\n\n".join(paras[:6] + paras[:4]), "rep_dup_para_frac>0.3"
+    )
+    _check(
+        "rep_dup_para_char",
+        "\n\n".join(paras[:8] + paras[:2]),
+        "\n \n".join(paras[:7] + paras[:3]),
+        "rep_dup_para_char_frac>0.2",
+    )
     # single newlines do not split paragraphs
     s = compute_stats(_docs(["\n".join(paras[:2] + paras[:2])])).row(0, named=True)
     assert s["rep_dup_para_frac"] == 0.0 and s["rep_dup_line_frac"] == 0.5
@@ -315,8 +340,7 @@ def test_code_mean_line_len() -> None:
 
 def test_code_alnum_frac() -> None:
     # 4 alphanumerics in 16 chars passes; in 17 chars fails
-    _check("code_alnum_frac", "a1 {}\nb2 {}\n(((\n", "a1 {}\nb2 {}\n((((\n", "code_alnum_frac<0.25",
-           source="code")
+    _check("code_alnum_frac", "a1 {}\nb2 {}\n(((\n", "a1 {}\nb2 {}\n((((\n", "code_alnum_frac<0.25", source="code")
     s = compute_stats(_docs(["a###"], "code"))
     assert s["code_alnum_frac"].to_list() == [0.25]
 

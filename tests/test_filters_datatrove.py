@@ -5,8 +5,8 @@ from __future__ import annotations
 import polars as pl
 import pytest
 
-from pipeline.dt_words import dt_word_count, dt_words
-from pipeline.filters import RULE_NAMES, FilterConfig, apply_filters, compute_stats
+from pipeline.filters.datatrove_words import dt_word_count, dt_words
+from pipeline.filters.stage import RULE_NAMES, FilterConfig, apply_filters, compute_stats
 from tests.test_filters import _docs, _uniq_words
 
 # whitespace chunk -> spaCy 3.8 blank "en" tokens (checked against spaCy below when it is installed)

@@ -7,7 +7,7 @@ import json
 import polars as pl
 import pytest
 
-from pipeline.filters import RULE_NAMES, FilterConfig, apply_filters, compute_stats, rule_failures
+from pipeline.filters.stage import RULE_NAMES, FilterConfig, apply_filters, compute_stats, rule_failures
 from tests.test_filters import _docs
 
 
@@ -38,8 +38,15 @@ def test_c4_min_sentences_at_threshold() -> None:
 def test_c4_line_removal_rewrites_text_and_rejects_keep_original() -> None:
     lines = [_sent(i) for i in range(5)]
     text = "\n".join(
-        [*lines, "no terminal punctuation here", "Two words.", "Please enable JavaScript to view this page.",
-         "Read our privacy policy before you go.", "Trailing ellipsis is not an end...", "Cited fact here [1]."]
+        [
+            *lines,
+            "no terminal punctuation here",
+            "Two words.",
+            "Please enable JavaScript to view this page.",
+            "Read our privacy policy before you go.",
+            "Trailing ellipsis is not an end...",
+            "Cited fact here [1].",
+        ]
     )
     res = apply_filters(_docs([text]), FilterConfig(families=["c4"]))
     assert res.kept["text"].to_list() == ["\n".join([*lines, "Cited fact here ."])]
@@ -49,8 +56,10 @@ def test_c4_line_removal_rewrites_text_and_rejects_keep_original() -> None:
     assert json.loads(short.rejected["detail"][0]) == {"c4_sentences": 4}
 
 
-@pytest.mark.parametrize(("line", "reason"), [("Lorem ipsum dolor sit amet.", "c4_lorem_ipsum"),
-                                              ("function f() { return 1; }.", "c4_curly_bracket")])
+@pytest.mark.parametrize(
+    ("line", "reason"),
+    [("Lorem ipsum dolor sit amet.", "c4_lorem_ipsum"), ("function f() { return 1; }.", "c4_curly_bracket")],
+)
 def test_c4_page_rules(line: str, reason: str) -> None:
     base = "\n".join(_sent(i) for i in range(6))
     _check(reason, "c4", base, base + "\n" + line, reason)
@@ -78,8 +87,14 @@ def test_fineweb_short_lines_and_dup_chars() -> None:
     _check("fineweb_short_lines", "fineweb", ok, bad, "fineweb_short_line_frac>=0.67")
     dup_ok = "\n".join(long)  # no duplicated line
     dup_bad = "\n".join(long + long[:1])
-    _check("fineweb_dup_line_chars", "fineweb", dup_ok, dup_bad, "fineweb_dup_line_char_frac>=0.01",
-           fineweb_max_dup_line_char_frac=0.01)
+    _check(
+        "fineweb_dup_line_chars",
+        "fineweb",
+        dup_ok,
+        dup_bad,
+        "fineweb_dup_line_char_frac>=0.01",
+        fineweb_max_dup_line_char_frac=0.01,
+    )
 
 
 def test_fineweb_runs_on_c4_rewritten_text() -> None:
@@ -96,8 +111,10 @@ def test_refinedweb_removed_words_at_threshold() -> None:
     ok = body + "\n" + "SHOUTING LINE FIVE WORDS"  # 5 of 100 words removed = 0.05: kept
     bad = body + "\n" + "SHOUTING LINE SIX WORDS NOW HERE"  # 6 of 101 > 0.05
     _check("refinedweb_removed_words", "refinedweb", ok, bad, "refinedweb_removed_words_frac>0.05")
-    res = apply_filters(_docs([body + "\n12 likes\n2024\nHome\nSign in to comment"]),
-                        FilterConfig(families=["refinedweb"], refinedweb_max_removed_words_frac=0.5))
+    res = apply_filters(
+        _docs([body + "\n12 likes\n2024\nHome\nSign in to comment"]),
+        FilterConfig(families=["refinedweb"], refinedweb_max_removed_words_frac=0.5),
+    )
     assert res.kept["text"].to_list() == [body]
 
 
@@ -129,8 +146,12 @@ def test_families_off_leave_null_columns_and_rule_failures() -> None:
     s = compute_stats(_docs(["A line.\nAnother line."]), cfg)
     assert s["gopher_word_count"].to_list() == [None]
     f = rule_failures(s, cfg)
-    assert set(f.columns) == {"fineweb_line_punct", "fineweb_short_lines", "fineweb_dup_line_chars",
-                              "fineweb_newline_ratio"}
+    assert set(f.columns) == {
+        "fineweb_line_punct",
+        "fineweb_short_lines",
+        "fineweb_dup_line_chars",
+        "fineweb_newline_ratio",
+    }
 
 
 def test_datatrove_definitions() -> None:
@@ -144,7 +165,7 @@ def test_datatrove_definitions() -> None:
 
 
 def test_rows_in_equal_rows_out_with_every_family() -> None:
-    from pipeline.filters import FAMILIES
+    from pipeline.filters.stage import FAMILIES
 
     texts = ["", "x", "\n".join(_sent(i) for i in range(8)), "{ a: 1 }\n" * 20]
     res = apply_filters(_docs(texts), FilterConfig(families=list(FAMILIES)))
@@ -153,7 +174,7 @@ def test_rows_in_equal_rows_out_with_every_family() -> None:
 
 
 def test_blocklist_is_the_first_rule() -> None:
-    from pipeline.blocklist import BlocklistConfig
+    from pipeline.filters.blocklist import BlocklistConfig
 
     docs = _docs(["too short", "also short"]).with_columns(
         pl.Series("url", ["https://spam.example.com/x", "https://fine.org/y"])

@@ -550,7 +550,8 @@ def test_shared_code_flags(shared_data, tmp_path):
             p.write_text(r["content"], encoding="utf-8")
     for repo in want:  # a LICENSE file in the tree, as a real checkout has
         (tmp_path / repo.replace("/", "__") / "LICENSE").write_text(
-            "Permission is hereby granted, free of charge, to any person" if repo != "spf13/cobra"
+            "Permission is hereby granted, free of charge, to any person"
+            if repo != "spf13/cobra"
             else "Apache License\nVersion 2.0, January 2004"
         )
     files, _ = discover([(None, str(tmp_path))])

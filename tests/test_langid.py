@@ -8,7 +8,7 @@ import json
 import polars as pl
 import pytest
 
-from pipeline.langid import LangIdConfig, identify, label_rejected, model_path, predict
+from pipeline.langid.stage import LangIdConfig, identify, label_rejected, model_path, predict
 from pipeline.schema import to_rejected
 
 EN = "The committee will meet again next week to discuss the budget and the new school building."

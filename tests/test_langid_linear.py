@@ -7,7 +7,7 @@ import random
 import numpy as np
 import pytest
 
-from pipeline.langid_linear import LinearLangId, raw_counts
+from pipeline.langid.linear import LinearLangId, raw_counts
 
 
 def _dense(texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
@@ -53,7 +53,7 @@ TOY = {"aa": ["ka", "lo", "mi", "tu"], "bb": ["shi", "ne", "rou", "ga"], "cc": [
 @pytest.mark.parametrize("langs", [["aa", "bb", "cc"], ["aa", "bb"]])
 def test_fit_save_load_predict(tmp_path, langs):
     pytest.importorskip("sklearn")
-    from pipeline.langid_train import fit_linear
+    from pipeline.training.langid import fit_linear
 
     rng = random.Random(0)
     rows = [(lang, "sentence", text) for lang in langs for text in _toy_language(TOY[lang], rng, 60)]
@@ -70,6 +70,6 @@ def test_fit_save_load_predict(tmp_path, langs):
     assert pred2 == pred and loaded.labels == sorted(langs)
     np.testing.assert_allclose(prob2, prob, atol=0.05)  # int8 weights and float16 idf
     # The language stage takes a saved linear model by path, like a fastText file.
-    from pipeline.langid import predict
+    from pipeline.langid.stage import predict
 
     assert predict(texts, str(tmp_path / "m.npz"))[0] == gold

@@ -116,7 +116,7 @@ def test_checkpoint_resume_refuses_a_pickle_and_runs_nothing(tmp_path):
 def test_perplexity_model_refuses_pickled_arrays(tmp_path):
     import numpy as np
 
-    from pipeline import perplexity
+    from pipeline.quality import perplexity
 
     marker = tmp_path / "pwned"
     bad = tmp_path / "lm.npz"

@@ -9,10 +9,10 @@ import re
 import polars as pl
 import pytest
 
-from pipeline.pii import remove_pii
-from pipeline.pii_config import PiiConfig
-from pipeline.pii_find import pii_findings
-from pipeline.pii_scan import _RUST_WINDOW_PATTERNS, CANDIDATE_PATTERNS, _ascii_digits, get_analyzer
+from pipeline.pii.config import PiiConfig
+from pipeline.pii.find import pii_findings
+from pipeline.pii.scan import _RUST_WINDOW_PATTERNS, CANDIDATE_PATTERNS, _ascii_digits, get_analyzer
+from pipeline.pii.stage import remove_pii
 
 
 def _docs(texts: list[str], source: str = "web") -> pl.DataFrame:

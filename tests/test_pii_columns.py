@@ -11,11 +11,11 @@ from pathlib import Path
 import polars as pl
 
 from pipeline.ingest import discover, read_file
-from pipeline.pii import remove_pii
-from pipeline.pii_columns import redact_columns, redact_rejected
-from pipeline.pii_config import PiiConfig
-from pipeline.pii_planted import planted_jsonl_records, planted_leaks
+from pipeline.pii.columns import redact_columns, redact_rejected
+from pipeline.pii.config import PiiConfig
+from pipeline.pii.stage import remove_pii
 from pipeline.schema import REJECTED_SCHEMA, to_rejected
+from tests.planted_pii import planted_jsonl_records, planted_leaks
 
 URL = "https://deploy:Tr0ub4dor-x9@git.example.org/contact?email=jane.doe%40example.com&tel=%2B1%20415%20555%200134"
 META = {

@@ -8,10 +8,10 @@ import random
 import polars as pl
 import pytest
 
-from pipeline.pii import remove_pii
-from pipeline.pii_config import SUPPORTED_ENTITIES, PiiConfig
-from pipeline.pii_find import pii_findings
-from pipeline.pii_planted import ENTITIES, TEMPLATES, planted_corpus, value
+from pipeline.pii.config import SUPPORTED_ENTITIES, PiiConfig
+from pipeline.pii.find import pii_findings
+from pipeline.pii.stage import remove_pii
+from tests.planted_pii import ENTITIES, TEMPLATES, planted_corpus, value
 
 
 def _docs(texts: list[str], source: str = "web") -> pl.DataFrame:

@@ -6,10 +6,10 @@ from __future__ import annotations
 import polars as pl
 import pytest
 
-from pipeline.pii import remove_pii
-from pipeline.pii_config import PiiConfig
-from pipeline.pii_find import pii_findings, redact_text
-from pipeline.pii_recognizers import VIEW_TRIGGERS, view_of
+from pipeline.pii.config import PiiConfig
+from pipeline.pii.find import pii_findings, redact_text
+from pipeline.pii.recognizers import VIEW_TRIGGERS, view_of
+from pipeline.pii.stage import remove_pii
 
 EMAILS = [
     "Write to jane [at] example [dot] com for the slides.",
@@ -130,8 +130,8 @@ def test_spelled_forms_need_consistent_case_and_a_known_domain() -> None:
 def test_an_address_used_as_a_file_name_is_found():
     import polars as pl
 
-    from pipeline.pii_columns import redact_columns
-    from pipeline.pii_config import PiiConfig
+    from pipeline.pii.columns import redact_columns
+    from pipeline.pii.config import PiiConfig
 
     df = pl.DataFrame({"source": ["other", "code"], "path": ["in/ann.smith@example.com.jsonl#3", "pkg/obj.at.py"]})
     assert redact_columns(df, PiiConfig())[0]["path"].to_list() == ["in/<EMAIL>.jsonl#3", "pkg/obj.at.py"]

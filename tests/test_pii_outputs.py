@@ -12,7 +12,7 @@ import typer
 from typer.testing import CliRunner
 
 from flows.commands.inspect import register
-from pipeline.pii_config import PiiConfig
+from pipeline.pii.config import PiiConfig
 from pipeline.report import ReportConfig, pii_redactor, write_report
 from pipeline.schema import to_rejected
 

@@ -10,10 +10,10 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from pipeline.pii_config import PiiConfig
-from pipeline.pii_find import pii_findings
-from pipeline.pii_planted import ENTITIES, planted_corpus
+from pipeline.pii.config import PiiConfig
+from pipeline.pii.find import pii_findings
 from tests.conftest import REPO, run_cli
+from tests.planted_pii import ENTITIES, planted_corpus
 
 RECIPE = """
 name: pii-planted

@@ -10,12 +10,21 @@ import polars as pl
 import pytest
 
 from flows.commands.quality import preview_table
-from pipeline.perplexity import PerplexityConfig, filter_perplexity, train_lm
-from pipeline.quality import DEFAULT_MODEL, QualityConfig, TrainQualityConfig, classify, pareto_keep, train_quality
+from pipeline.quality.classifier import (
+    DEFAULT_MODEL,
+    QualityConfig,
+    TrainQualityConfig,
+    classify,
+    pareto_keep,
+    train_quality,
+)
+from pipeline.quality.perplexity import PerplexityConfig, filter_perplexity, train_lm
 from tests.test_filters import _docs
 
-PROSE = ("The history of the county is described in the records of the parish, which were kept by the "
-         "clergy from the sixteenth century onwards and survive in the archive of the diocese. ") * 5
+PROSE = (
+    "The history of the county is described in the records of the parish, which were kept by the "
+    "clergy from the sixteenth century onwards and survive in the archive of the diocese. "
+) * 5
 SPAM = "click here buy now cheap deals login sign up free shipping menu home contact cart " * 8
 
 
@@ -55,8 +64,9 @@ def test_pareto_rule_is_deterministic_and_monotone() -> None:
 def test_train_quality_writes_model_and_fingerprint(tmp_path: Path) -> None:
     pos, neg = tmp_path / "pos.jsonl", tmp_path / "neg.jsonl"
     pos.write_text("".join(json.dumps({"text": PROSE + str(i)}) + "\n" for i in range(30)))
-    neg.write_text("".join(json.dumps({"html": f"<html><body><a>{SPAM}</a>{i}</body></html>"}) + "\n"
-                           for i in range(30)))
+    neg.write_text(
+        "".join(json.dumps({"html": f"<html><body><a>{SPAM}</a>{i}</body></html>"}) + "\n" for i in range(30))
+    )
     out = tmp_path / "q.bin"
     meta = train_quality([pos], [neg], out, TrainQualityConfig(quantize=False, epoch=5))
     assert out.is_file() and meta["examples_per_class"] == 30
@@ -90,7 +100,7 @@ def test_preview_table_counts_docs_and_tokens() -> None:
 
 
 def test_preview_cli_on_a_small_run(tmp_path: Path) -> None:
-    from pipeline.filters import FilterConfig, apply_filters
+    from pipeline.filters.stage import FilterConfig, apply_filters
     from tests.conftest import run_cli
 
     (tmp_path / "documents").mkdir()

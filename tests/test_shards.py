@@ -8,7 +8,7 @@ import polars as pl
 import pytest
 
 from pipeline.shards import ShardsConfig, assign_split, tokenize_docs
-from pipeline.tokenizer import TokenizerConfig, load_tokenizer, train_tokenizer
+from pipeline.tokenizer.training import TokenizerConfig, load_tokenizer, train_tokenizer
 
 WORDS = "river stone bright quiet harbour lantern window garden morning letter journey silver candle".split()
 
@@ -81,7 +81,7 @@ def test_tokenizer_options(tmp_path, model_type):
 
 
 def test_temperature_sampling_lifts_small_sources(tmp_path):
-    from pipeline.tokenizer import sample_texts, source_budgets
+    from pipeline.tokenizer.training import sample_texts, source_budgets
 
     budgets = source_budgets({"web": 900_000, "book": 100_000}, TokenizerConfig(sample_mb=0.2, temperature=2.0))
     assert budgets["book"] / sum(budgets.values()) > 0.2  # natural share is 0.1

@@ -5,7 +5,7 @@ from __future__ import annotations
 import polars as pl
 import pytest
 
-from pipeline.blocklist import BlocklistConfig, blocklist_reason
+from pipeline.filters.blocklist import BlocklistConfig, blocklist_reason
 from pipeline.urls import normalize_url, registered_domain
 
 

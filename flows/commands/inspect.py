@@ -89,7 +89,7 @@ _CONTEXT = 40
 
 def _placeholder_pattern(params: dict[str, Any]) -> re.Pattern[str]:
     """The replacement tokens of the run's ``pii`` config, hashed forms ("<EMAIL:1f0c9a2b7e4d>") included."""
-    from pipeline.pii_config import PiiConfig
+    from pipeline.pii.config import PiiConfig
 
     cfg = PiiConfig(**params)
     tokens = {cfg.placeholder(e) for e in [*cfg.entities, *(cfg.ner_entities if cfg.ner_model else [])]}

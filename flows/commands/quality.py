@@ -17,7 +17,7 @@ console = Console()
 
 def _rule_for(stat: str) -> dict | None:
     """The rule reading ``stat`` (its op says which side is dropped, its family what to compute)."""
-    from pipeline.filters import FAMILIES, FilterConfig, rule_table
+    from pipeline.filters.stage import FAMILIES, FilterConfig, rule_table
 
     for rule in rule_table(FilterConfig(families=list(FAMILIES))):
         if rule["stat"] == stat and rule["op"] != "flag":
@@ -66,7 +66,7 @@ def register(app: typer.Typer) -> None:
 
         The statistic is read from the kept documents; a statistic the run did not compute (its rule
         family was off) is computed now with the published defaults."""
-        from pipeline.filters import FAMILIES, STAT_COLUMNS, FilterConfig, compute_stats
+        from pipeline.filters.stage import FAMILIES, STAT_COLUMNS, FilterConfig, compute_stats
 
         try:  # arguments first, before any file is read
             given = [float(x) for x in (at or "").split(",") if x.strip()]
@@ -125,7 +125,7 @@ def register(app: typer.Typer) -> None:
         seed: int = 0,
     ) -> None:
         """Train the fastText quality classifier; writes OUT and OUT.json (training-data fingerprint)."""
-        from pipeline.quality import TrainQualityConfig, train_quality
+        from pipeline.quality.classifier import TrainQualityConfig, train_quality
 
         for p in [*positive, *negative]:
             if not p.exists():
@@ -146,8 +146,8 @@ def register(app: typer.Typer) -> None:
         out: Annotated[Path, typer.Option("--out")] = Path("pipeline/models/ppl_bigram.npz"),
     ) -> None:
         """Train the hashed word-bigram LM used by the `perplexity` stage."""
-        from pipeline.perplexity import train_lm
-        from pipeline.quality import read_texts
+        from pipeline.quality.classifier import read_texts
+        from pipeline.quality.perplexity import train_lm
 
         texts = read_texts(reference)
         if not texts:

@@ -7,7 +7,7 @@ RefinedWeb line-wise corrections (Penedo et al. 2023, appendix G.2), book rules 
 following the StarCoder / The Stack preprocessing. C4 and RefinedWeb rewrite the text of kept rows;
 FineWeb judges the rewritten text (as in datatrove, where it runs after C4). ``definitions="datatrove"``
 switches the Gopher and FineWeb definitions to datatrove 0.10's reading, for like-for-like benchmarks (words:
-``pipeline.dt_words``, a regex mirror of the spaCy tokenizer datatrove uses). Every statistic is
+``pipeline.filters.datatrove_words``, a regex mirror of the spaCy tokenizer datatrove uses). Every statistic is
 computed with polars expressions over the whole batch (list ops, explode + group_by on a row index),
 never with a per-document Python loop: that is where the throughput comes from.
 
@@ -40,9 +40,9 @@ import numpy as np
 import polars as pl
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from pipeline.blocklist import BlocklistConfig, blocklist_reason
 from pipeline.bounds import MAX_DOC_CHARS, Float, Int, ZeroToOne, field_error
-from pipeline.dt_words import dt_word_count, dt_words
+from pipeline.filters.blocklist import BlocklistConfig, blocklist_reason
+from pipeline.filters.datatrove_words import dt_word_count, dt_words
 from pipeline.schema import StageResult, to_rejected
 
 STAGE = "filter"
@@ -124,7 +124,7 @@ class FilterConfig(BaseModel):
     # Rule names (see ``RULE_NAMES``) to switch off without touching their thresholds.
     disabled_rules: list[str] = Field(default_factory=list)
     # "paper": our reading of the papers (see the module docstring). "datatrove": datatrove 0.10's
-    # reading, for like-for-like comparison: words are its spaCy tokens (``pipeline.dt_words``), a word
+    # reading, for like-for-like comparison: words are its spaCy tokens (``pipeline.filters.datatrove_words``), a word
     # is a token with a char outside its PUNCTUATION_SET, stop words are distinct and case-sensitive,
     # blank lines count as lines, repetition fractions are over len(text), duplicated n-grams follow its
     # greedy scan (``find_all_duplicate``); FineWeb: a line ends in a sentence terminator (no closing
@@ -359,7 +359,11 @@ def _rules(cfg: FilterConfig) -> list[_Rule]:
         _Rule("fineweb_newline_ratio", "fineweb_newline_ratio", ">", cfg.fineweb_max_newline_ratio, family=fw),
         _Rule("book_min_words", "gopher_word_count", "<", cfg.book_min_words, only_source="book", family="book"),
         _Rule(
-            "book_upper_lines", "book_upper_lines_frac", ">", cfg.book_max_upper_lines_frac, only_source="book",
+            "book_upper_lines",
+            "book_upper_lines_frac",
+            ">",
+            cfg.book_max_upper_lines_frac,
+            only_source="book",
             family="book",
         ),
         _Rule("code_minified", "code_minified", "flag", 1 if cfg.code_reject_minified else None, family=cd),
@@ -408,8 +412,11 @@ def _prose_doc_stats(df: pl.DataFrame, cfg: FilterConfig) -> pl.DataFrame:
     if cfg.definitions == "datatrove":
         lines_exprs = [
             pl.col("__dtw").alias("__words"),  # dt_words, computed once in _compute
-            t.str.replace_all(r"\r\n?", "\n").str.strip_suffix("\n").str.split("\n")
-            .list.eval(pl.element().str.strip_chars()).alias("__lines"),
+            t.str.replace_all(r"\r\n?", "\n")
+            .str.strip_suffix("\n")
+            .str.split("\n")
+            .list.eval(pl.element().str.strip_chars())
+            .alias("__lines"),
             t.str.replace_all(r"\n+", "\n").str.split("\n").alias("__rlines"),
             t.str.strip_chars().str.replace_all(r"\n{2,}", "\x00").str.split("\x00").alias("__paras"),
         ]
@@ -418,10 +425,15 @@ def _prose_doc_stats(df: pl.DataFrame, cfg: FilterConfig) -> pl.DataFrame:
     else:
         lines_exprs = [
             t.str.extract_all(r"\S+").alias("__words"),
-            t.str.split("\n").list.eval(pl.element().str.strip_chars()).list.filter(pl.element() != "")
+            t.str.split("\n")
+            .list.eval(pl.element().str.strip_chars())
+            .list.filter(pl.element() != "")
             .alias("__lines"),
-            t.str.replace_all(r"\n\s*\n", "\x00").str.split("\x00").list.eval(pl.element().str.strip_chars())
-            .list.filter(pl.element() != "").alias("__paras"),
+            t.str.replace_all(r"\n\s*\n", "\x00")
+            .str.split("\x00")
+            .list.eval(pl.element().str.strip_chars())
+            .list.filter(pl.element() != "")
+            .alias("__paras"),
         ]
         stop_expr = words.list.eval(
             pl.element().str.to_lowercase().str.replace_all(strip_punct, "").is_in(stop)
@@ -653,8 +665,9 @@ def _c4_lines(df: pl.DataFrame, cfg: FilterConfig) -> pl.DataFrame:
     lines = lines.with_columns(
         (pl.all_horizontal(tests) if tests else pl.lit(True)).alias("__ok0"),
         low.str.contains("lorem ipsum", literal=True).alias("__has_lorem"),
-        (low.str.contains("javascript", literal=True) if cfg.c4_drop_javascript_lines else pl.lit(False))
-        .alias("__has_js"),
+        (low.str.contains("javascript", literal=True) if cfg.c4_drop_javascript_lines else pl.lit(False)).alias(
+            "__has_js"
+        ),
         cut.str.contains("{", literal=True).alias("__has_curly"),
         (low.str.contains_any(C4_POLICY) if cfg.c4_drop_policy_lines else pl.lit(False)).alias("__has_policy"),
         pl.max_horizontal(cut.str.count_matches(r"[.!?]+['\")\]]*(\s|$)"), pl.lit(1)).alias("__sent"),
@@ -731,23 +744,25 @@ def _fineweb_stats(df: pl.DataFrame, cfg: FilterConfig) -> pl.DataFrame:
         .then(lines.list.eval(pl.element().str.contains(_FW_TERMINAL_DT if dt else _FW_TERMINAL)).list.sum() / n)
         .otherwise(0.0)
         .alias("fineweb_line_punct_frac"),
-        _safe_div(lens.list.sum() - ulens.list.sum(), text.str.replace_all("\n", "", literal=True).str.len_chars())
-        .alias("fineweb_dup_line_char_frac"),
         _safe_div(
-            lines.list.eval(pl.element().str.len_chars() <= cfg.fineweb_short_line_len).list.sum(), n
-        ).alias("fineweb_short_line_frac"),
+            lens.list.sum() - ulens.list.sum(), text.str.replace_all("\n", "", literal=True).str.len_chars()
+        ).alias("fineweb_dup_line_char_frac"),
+        _safe_div(lines.list.eval(pl.element().str.len_chars() <= cfg.fineweb_short_line_len).list.sum(), n).alias(
+            "fineweb_short_line_frac"
+        ),
         _safe_div(
             text.str.count_matches("\n", literal=True),
             pl.col("__fw_tokens"),
-        ).alias(
-            "fineweb_newline_ratio"
-        ),
+        ).alias("fineweb_newline_ratio"),
     )
 
 
 def _book_stats(df: pl.DataFrame) -> pl.DataFrame:
-    lines = pl.col("__text").str.split("\n").list.eval(pl.element().str.strip_chars()).list.filter(
-        pl.element().str.contains(r"\p{Alphabetic}")
+    lines = (
+        pl.col("__text")
+        .str.split("\n")
+        .list.eval(pl.element().str.strip_chars())
+        .list.filter(pl.element().str.contains(r"\p{Alphabetic}"))
     )
     upper = lines.list.eval(
         pl.element().str.count_matches(r"\p{Uppercase}") > 0.5 * pl.element().str.count_matches(r"\p{Alphabetic}")
@@ -767,9 +782,7 @@ def _code_doc_stats(df: pl.DataFrame) -> pl.DataFrame:
         _RI,
         lines.list.max().fill_null(0).cast(pl.Int64).alias("code_max_line_len"),
         lines.list.mean().fill_null(0.0).alias("code_mean_line_len"),
-        _safe_div(text.str.count_matches(r"[\p{Alphabetic}\p{N}]"), text.str.len_chars()).alias(
-            "code_alnum_frac"
-        ),
+        _safe_div(text.str.count_matches(r"[\p{Alphabetic}\p{N}]"), text.str.len_chars()).alias("code_alnum_frac"),
         *flags,
     )
 
@@ -826,9 +839,11 @@ def _compute(df: pl.DataFrame, cfg: FilterConfig) -> pl.DataFrame:
     for f in frames:
         df = df.join(f, on=_RI, how="left")
     if rewritten:
-        df = df.join(text.rename({"__text": "__new_text"}), on=_RI, how="left").with_columns(
-            pl.coalesce("__new_text", "text").alias("text")
-        ).drop("__new_text")
+        df = (
+            df.join(text.rename({"__text": "__new_text"}), on=_RI, how="left")
+            .with_columns(pl.coalesce("__new_text", "text").alias("text"))
+            .drop("__new_text")
+        )
     if "code" in fams:
         df = df.join(_code_doc_stats(df.filter(pl.col("source").is_in(cfg.apply_code_to))), on=_RI, how="left")
     missing = [pl.lit(None, dtype=_stat_dtype(s)).alias(s) for s in STAT_COLUMNS if s not in df.columns]
@@ -884,8 +899,15 @@ def _detail_expr(rule: _Rule) -> pl.Expr:
 def rule_table(cfg: FilterConfig | None = None) -> list[dict[str, object]]:
     """The enabled rules as plain records (name, stat, op, threshold, family), for previews and reports."""
     return [
-        {"name": r.name, "stat": r.stat, "op": r.op, "threshold": r.threshold, "family": r.family,
-         "only_source": r.only_source, "skip_source": r.skip_source}
+        {
+            "name": r.name,
+            "stat": r.stat,
+            "op": r.op,
+            "threshold": r.threshold,
+            "family": r.family,
+            "only_source": r.only_source,
+            "skip_source": r.skip_source,
+        }
         for r in _rules(cfg or FilterConfig())
     ]
 

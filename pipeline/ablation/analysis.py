@@ -12,7 +12,7 @@ from typing import Any, Literal
 
 import polars as pl
 
-from pipeline.ablation_stats import describe, paired_test, power_law_fit, welch_test
+from pipeline.ablation.stats import describe, paired_test, power_law_fit, welch_test
 
 METRICS = ("bpb", "loss")
 

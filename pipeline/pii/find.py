@@ -12,9 +12,9 @@ from typing import Any
 import polars as pl
 from presidio_analyzer import RecognizerResult
 
-from pipeline.pii_config import PiiConfig
-from pipeline.pii_recognizers import VIEW_TRIGGERS, ViewMap, view_of
-from pipeline.pii_scan import _CANDIDATE_PARTS, _digit_parts, _rust_patterns, scan
+from pipeline.pii.config import PiiConfig
+from pipeline.pii.recognizers import VIEW_TRIGGERS, ViewMap, view_of
+from pipeline.pii.scan import _CANDIDATE_PARTS, _digit_parts, _rust_patterns, scan
 
 
 def _to_original(r: RecognizerResult, view_map: ViewMap | None) -> RecognizerResult:

@@ -29,11 +29,11 @@ import polars as pl
 import xxhash
 from pydantic import BaseModel, ConfigDict, Field
 
+from pipeline import MODELS_DIR
 from pipeline.bounds import MAX_DOC_CHARS, Float, Int, Seed, ZeroToOne
 from pipeline.schema import StageResult, to_rejected
 
 STAGE = "quality"
-MODELS_DIR = Path(__file__).parent / "models"
 DEFAULT_MODEL = MODELS_DIR / "quality.ftz"
 POS, NEG = "__label__hq", "__label__lq"
 
@@ -122,8 +122,9 @@ def classify(df: pl.DataFrame, cfg: QualityConfig | None = None) -> StageResult:
     mask = pl.Series(keep)
     kept = s.filter(mask)
     bad = s.filter(~mask).with_columns(
-        pl.concat_str([pl.lit('{"quality_score": '), pl.col("quality_score").round(6).cast(pl.String), pl.lit("}")])
-        .alias("detail")
+        pl.concat_str(
+            [pl.lit('{"quality_score": '), pl.col("quality_score").round(6).cast(pl.String), pl.lit("}")]
+        ).alias("detail")
     )
     rejected = to_rejected(bad, STAGE, reason)
     hist = np.histogram(scores, bins=10, range=(0.0, 1.0))[0].tolist() if len(scores) else [0] * 10
@@ -239,8 +240,15 @@ def train_quality(
         train_file = Path(tmp) / "train.txt"
         train_file.write_bytes(data)
         model = fasttext.train_supervised(
-            input=str(train_file), epoch=cfg.epoch, lr=cfg.lr, wordNgrams=cfg.word_ngrams, dim=cfg.dim,
-            minCount=cfg.min_count, seed=cfg.seed, thread=1, verbose=0,
+            input=str(train_file),
+            epoch=cfg.epoch,
+            lr=cfg.lr,
+            wordNgrams=cfg.word_ngrams,
+            dim=cfg.dim,
+            minCount=cfg.min_count,
+            seed=cfg.seed,
+            thread=1,
+            verbose=0,
         )
         if cfg.quantize:
             model.quantize(input=str(train_file), qnorm=True, retrain=True, cutoff=cfg.cutoff, thread=1, verbose=0)

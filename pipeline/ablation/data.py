@@ -13,7 +13,7 @@ import numpy as np
 import polars as pl
 from pydantic import BaseModel
 
-from pipeline.dedup import _shingle_hashes, normalised_bytes
+from pipeline.dedup.stage import _shingle_hashes, normalised_bytes
 from pipeline.ids import stable_rank_key
 from pipeline.schema import StageResult, to_rejected
 from pipeline.shards import text_hash_expr

@@ -104,9 +104,7 @@ _SPLIT_RULES = [
     rf"([\d{_LOWER}%²\-+{_cls(_PUNCT)}{_Q}]|\p{{Lu}}\p{{Lu}})(\.){_END}",
 ]
 _SPLIT = "|".join(_SPLIT_RULES)
-_SPLIT_TO = SEP.join(
-    "".join(f"${{{3 * i + k}}}" for i in range(len(_SPLIT_RULES))) for k in (1, 2, 3)
-)
+_SPLIT_TO = SEP.join("".join(f"${{{3 * i + k}}}" for i in range(len(_SPLIT_RULES))) for k in (1, 2, 3))
 
 # Pass 2: a token body starts with a char that is not a prefix ("+" only before a digit) and ends
 # with one that is not a suffix; the rest are prefix/suffix marks, one at a time ("..." whole).

@@ -2,13 +2,13 @@
 
 Found: e-mail addresses, phone numbers (libphonenumber, several regions), IPv4/IPv6 addresses, credit cards
 (Luhn), IBANs (mod 97), US SSNs (presidio's recognizers), and, with Refinery's own presidio recognizers
-(``pipeline/pii_recognizers.py``), cloud keys, GitHub/GitLab/Slack tokens, private-key blocks, JWTs,
+(``pipeline/pii/recognizers.py``), cloud keys, GitHub/GitLab/Slack tokens, private-key blocks, JWTs,
 ``password=`` values and the ``user:pass`` of URLs.
 
 Every text-bearing column is redacted, not only ``text``: ``url``, ``path``, ``domain`` and other strings
-whole, every value of the ``meta``/``detail`` JSON with its key as context (``pipeline.pii_columns``). PII
+whole, every value of the ``meta``/``detail`` JSON with its key as context (``pipeline.pii.columns``). PII
 written to escape recognizers ("jane [at] example [dot] com", "%40", a phone number broken across a line) is
-read through a rewritten view of its string (``pipeline.pii_recognizers.view_of``).
+read through a rewritten view of its string (``pipeline.pii.recognizers.view_of``).
 
 Presidio is slow on long texts (the phone recognizer runs libphonenumber's matcher once per region over the
 whole text), so the stage works in three steps:
@@ -35,15 +35,15 @@ from typing import Any
 
 import polars as pl
 
-from pipeline.pii_columns import _redact
-from pipeline.pii_config import PiiConfig
+from pipeline.pii.columns import _redact
+from pipeline.pii.config import PiiConfig
 from pipeline.schema import StageResult, empty_rejected, to_rejected
 
 STAGE = "pii"
 
 
 def remove_pii(df: pl.DataFrame, cfg: PiiConfig) -> StageResult:
-    """Replace PII in every text-bearing column (``pipeline.pii_columns.redact_columns``) under each type's
+    """Replace PII in every text-bearing column (``pipeline.pii.columns.redact_columns``) under each type's
     policy; add ``pii_count`` (int, findings in all columns) and ``pii_types`` (JSON counts). Documents holding
     more than ``drop_above`` findings of "drop" types are rejected (every column redacted too, so ``rejected/``
     leaks nothing), with the counts in ``detail``.

@@ -1,0 +1,1 @@
+"""Ablation analysis: held-out data, statistics, analysis and the ablation report."""

@@ -1,0 +1,1 @@
+"""Deduplication: MinHash near-duplicate and exact dedup, repeated lines and substrings."""

@@ -1,0 +1,1 @@
+"""Language identification: the stage and its linear model."""

@@ -1,0 +1,1 @@
+"""Personal-data removal: the stage, its recognisers, scoring, scanning and column redaction."""

@@ -1,0 +1,1 @@
+"""Model-based quality: the fastText classifier and the perplexity filter."""

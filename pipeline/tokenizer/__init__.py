@@ -1,0 +1,1 @@
+"""The sentencepiece tokenizer: training and compression metrics."""
