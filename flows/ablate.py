@@ -1,39 +1,36 @@
 """The ablation flow: curate each arm of a plan, train it with several seeds, evaluate every model on
 one shared held-out set, and write results, statistics and a report.
 
-Arms share the work cache of ``flows.cache``: a stage unit is keyed by its input's key, its config
-and the code version, so two arms whose curation starts with the same stages (or the same arm at
-several token budgets) compute those stages once. Only the data varies between arms: the base
-curation, the evaluation set, the tokenizer (unless a quality level names its own), the model and
-the training settings are the same, and token budgets match unless the scale axis sets them.
+Stages run through ``flows.executor``, the same core as the curation flow. Arms share the work cache
+of ``flows.cache``: a stage unit is keyed by its input's key, its config and its code, so two arms
+whose curation starts with the same stages (or the same arm at several token budgets) compute those
+stages once. Only the data varies between arms: the base curation, the evaluation set, the tokenizer
+(unless a quality level names its own), the model and the training settings are the same, and token
+budgets match unless the scale axis sets them.
 """
 
 from __future__ import annotations
 
+import copy
 import math
-import shutil
 import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import polars as pl
-import pyarrow.parquet as pq
-from prefect import flow, task
-from prefect.context import FlowRunContext
-from prefect.futures import wait
+from prefect import flow
 
 import pipeline
 from flows import tasks
 from flows.ablation_plan import AblationPlan, Arm, PlanError, load_plan, parse_plan
-from flows.cache import WorkUnit, clean_staging, code_version, make_key
-from flows.curate import group_files, merge_stats
+from flows.ablation_tasks import arm_data_task, eval_set_task, eval_tokens_task, holdout_task, read_columns
+from flows.cache import clean_staging, code_version, make_key
+from flows.executor import Curation, Executor, StageRun, merge_stats
 from flows.run_folder import RunFolder, check_run_folder, lock_cache
 from flows.runners import task_runner
-from flows.stages import STAGES, StageKind
-from pipeline.ingest import discover
+from flows.stages import STAGES
 
 Say = Callable[[str], None]
 # Every arm's documents go to training: the evaluation set is held out before the arms' curation.
@@ -51,222 +48,27 @@ def _stderr(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
-# --- running tasks in or outside a flow ------------------------------------------------------
-
-
-def _in_flow() -> bool:
-    return FlowRunContext.get() is not None
-
-
-def _call(t, *args: Any) -> Any:
-    """Run a task: as a task run inside a flow, as a plain function outside one (tests, scripts)."""
-    return t(*args) if _in_flow() else t.fn(*args)
-
-
-def _map(t, arg_lists: list[tuple]) -> list[Any]:
-    """Run a task over argument tuples, concurrently on the flow's task runner when in a flow."""
-    if not _in_flow():
-        return [t.fn(*a) for a in arg_lists]
-    futures = [t.submit(*a) for a in arg_lists]
-    wait(futures)
-    return [f.result() for f in futures]
-
-
 # --- curation --------------------------------------------------------------------------------
 
 
-def _ingest(inputs: list[list[Any]], cache: str) -> list[dict[str, Any]]:
-    params = STAGES["ingest"].config_cls()().model_dump(mode="json")
-    files, _ = discover([(s, p) for s, p in inputs])
-    groups = group_files(files, int(params["shard_mb"] * 1_000_000), params["max_files_per_shard"])
-    file_dicts = [[f.to_dict() for f in g] for g in groups]
-    return _map(tasks.ingest_shard, [(i, fs, params, cache) for i, fs in enumerate(file_dicts)])
+def _summary(run: StageRun) -> dict[str, Any]:
+    """A stage's summary in ``summary.json``, with its rejected files (read for the drop tables)."""
+    summary = run.summary()
+    summary.setdefault("stats", merge_stats(run.refs))
+    return {**summary, "rejected_files": [str(p) for p in run.rejected.values()]}
 
 
-def _summary(name: str, refs: list[dict[str, Any]], stats: dict[str, Any] | None = None) -> dict[str, Any]:
-    return {
-        "name": name,
-        "docs_in": sum(r.get("docs_in", 0) for r in refs),
-        "docs_out": sum(r.get("docs_out", 0) for r in refs),
-        "docs_rejected": sum(r.get("rejected", 0) for r in refs),
-        "shards": len(refs),
-        "cached_shards": sum(bool(r.get("cached")) for r in refs),
-        "stats": stats or merge_stats(refs),
-        "rejected_files": [str(Path(r["dir"]) / "rejected.parquet") for r in refs if r.get("rejected")],
-    }
+def run_doc_stages(executor: Executor, stages: list[dict[str, Any]], state: Curation) -> list[dict[str, Any]]:
+    """Apply document and dedup stages in order, moving ``state`` on; a summary per stage."""
+    return [_summary(executor.stage(spec, state)) for spec in stages]
 
 
-def run_doc_stages(
-    stages: list[dict[str, Any]], refs: list[dict[str, Any]], cache: str
-) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """Apply document and dedup stages in order over shard refs; returns the last refs and a summary
-    per stage (with how many shards came from the cache)."""
-    summaries = []
-    for spec in stages:
-        name, params = spec["name"], spec["params"]
-        if STAGES[name].kind == StageKind.DEDUP:
-            sigs = _map(tasks.dedup_signatures, [(i, params, r, cache) for i, r in enumerate(refs)])
-            clusters = _call(tasks.dedup_clusters, params, sigs, cache)
-            refs = _map(tasks.dedup_apply, [(i, r, clusters, cache) for i, r in enumerate(refs)])
-            summary = _summary(name, refs, clusters.get("stats"))
-        else:
-            refs = _map(tasks.doc_stage, [(name, i, params, r, cache) for i, r in enumerate(refs)])
-            summary = _summary(name, refs)
-        summaries.append(summary)
-    return refs, summaries
-
-
-# --- evaluation set and holdout ----------------------------------------------------------------
-
-
-def _read_docs(refs: list[dict[str, Any]], columns: list[str]) -> pl.DataFrame:
-    frames = []
-    for r in refs:
-        path = Path(r["dir"]) / "docs.parquet"
-        have = pq.read_schema(path).names
-        frames.append(pl.read_parquet(path, columns=[c for c in columns if c in have]))
-    return pl.concat(frames, how="diagonal_relaxed") if frames else pl.DataFrame()
-
-
-@task(name="ablation-eval-set", **tasks.TASK_OPTS)
-def eval_set_task(
-    eval_params: dict[str, Any], base_refs: list[dict], extra: list[list[Any]], cache_dir: str
-) -> dict[str, Any]:
-    """Choose the held-out documents: groups of each training source, plus up to ``max_docs_per_source``
-    documents of each evaluation-only input (``extra``: [name, refs] pairs, relabelled to ``name``)."""
-    from pipeline.ablation.data import ngram_hashes, select_eval
-
-    key = make_key(
-        "ablation-eval", eval_params, [r["key"] for r in base_refs], [[n, [r["key"] for r in rs]] for n, rs in extra]
-    )
-    unit = WorkUnit(Path(cache_dir), "ablation-eval", key)
-    if unit.done:
-        return tasks._ref(unit, -1, cached=True)
-    docs = _read_docs(base_refs, ["id", "source", "group_id", "text"])
-    chosen = select_eval(
-        docs,
-        eval_params["fraction"],
-        eval_params["min_docs_per_source"],
-        eval_params["max_docs_per_source"],
-        eval_params["seed"],
-    )
-    held = docs.join(chosen.select("id"), on="id", how="semi", maintain_order="left").select("id", "source", "text")
-    frames = [held]
-    for name, refs in extra:
-        other = _read_docs(refs, ["id", "source", "group_id", "text"])
-        other = other.with_columns(pl.lit(name).alias("source"))
-        pick = select_eval(other, 1.0 - 1e-9, 1, eval_params["max_docs_per_source"], eval_params["seed"])
-        frames.append(
-            other.join(pick.select("id"), on="id", how="semi", maintain_order="left").select("id", "source", "text")
-        )
-    eval_docs = pl.concat(frames, how="vertical_relaxed").sort(["source", "id"])
-    hv, _ = ngram_hashes(eval_docs["text"], eval_params["ngram"])  # of whole documents: all held out
-    if eval_params.get("max_doc_chars"):
-        eval_docs = eval_docs.with_columns(pl.col("text").str.slice(0, eval_params["max_doc_chars"]))
-    staging = unit.staging()
-    eval_docs.write_parquet(staging / "eval_docs.parquet", compression="zstd")
-    np.save(staging / "ngrams.npy", np.unique(hv))
-    by_source = eval_docs.group_by("source").agg(pl.len().alias("docs"), pl.col("text").str.len_bytes().sum())
-    stats = {
-        "docs": eval_docs.height,
-        "by_source": {s: {"docs": int(d), "bytes": int(b)} for s, d, b in by_source.sort("source").iter_rows()},
-        "eval_only_sources": [n for n, _ in extra],
-        "eval_ids": held["id"].to_list(),
-    }
-    unit.commit(staging, {"docs_in": docs.height, "docs_out": eval_docs.height, "stats": stats})
-    return tasks._ref(unit, -1, cached=False)
-
-
-@task(name="ablation-holdout", task_run_name="holdout-{index}", **tasks.TASK_OPTS)
-def holdout_task(index: int, eval_params: dict, in_ref: dict, eval_ref: dict, cache_dir: str) -> dict[str, Any]:
-    """Remove the evaluation documents and near copies of them from one shard of training data."""
-    from pipeline.ablation.data import HoldoutConfig, holdout
-
-    cfg = HoldoutConfig(ngram=eval_params["ngram"], max_overlap=eval_params["max_overlap"])
-    unit = WorkUnit(
-        Path(cache_dir), "ablation-holdout", make_key("ablation-holdout", cfg, in_ref["key"], eval_ref["key"])
-    )
-    if unit.done:
-        return tasks._ref(unit, index, cached=True)
-    df = pl.read_parquet(Path(in_ref["dir"]) / "docs.parquet")
-    start = time.perf_counter()
-    eval_ids = set(eval_ref["stats"]["eval_ids"])
-    result = holdout(df, eval_ids, np.load(Path(eval_ref["dir"]) / "ngrams.npy"), cfg)
-    return tasks._write_result(
-        unit, index, result.kept, result.rejected, df.height, time.perf_counter() - start, result.stats
-    )
-
-
-@task(name="ablation-eval-tokens", **tasks.TASK_OPTS)
-def eval_tokens_task(eval_ref: dict, tok_ref: dict, cache_dir: str) -> dict[str, Any]:
-    """The evaluation set tokenized with one tokenizer: the ``val`` split every arm is scored on."""
-    from pipeline.shards import ShardsConfig, tokenize_docs
-
-    unit = WorkUnit(
-        Path(cache_dir), "ablation-eval-tokens", make_key("ablation-eval-tokens", eval_ref["key"], tok_ref["key"])
-    )
-    if unit.done:
-        return tasks._ref(unit, -1, cached=True)
-    docs = pl.read_parquet(Path(eval_ref["dir"]) / "eval_docs.parquet")
-    tokens = tokenize_docs(docs, Path(tok_ref["dir"]), ShardsConfig())
-    staging = unit.staging()
-    tokens.write_parquet(staging / "val-000.parquet", compression="zstd")
-    per = tokens.group_by("source").agg(pl.col("n_tokens").sum(), pl.col("n_bytes").sum()).sort("source")
-    stats = {
-        "tokens_by_source": {s: int(t) for s, t, _ in per.iter_rows()},
-        "bytes_by_source": {s: int(b) for s, _, b in per.iter_rows()},
-    }
-    unit.commit(staging, {"docs_in": docs.height, "docs_out": docs.height, "stats": stats})
-    return tasks._ref(unit, -1, cached=False)
-
-
-@task(name="ablation-data", **tasks.TASK_OPTS)
-def arm_data_task(
-    shard_refs: list[dict], doc_refs: list[dict], eval_tok_ref: dict, tok_ref: dict, cache_dir: str
-) -> dict[str, Any]:
-    """One arm's training folder: its train token files, the shared val set and the tokenizer, in the
-    layout ``model.train`` reads. Keyed by its inputs, so arms with the same data share it."""
-    key = make_key("ablation-data", [r["key"] for r in shard_refs], eval_tok_ref["key"], tok_ref["key"])
-    unit = WorkUnit(Path(cache_dir), "ablation-data", key)
-    if unit.done:
-        return tasks._ref(unit, -1, cached=True)
-    staging = unit.staging()
-    n = 0
-    for r in shard_refs:
-        for name in r["stats"]["train"]["files"]:
-            shutil.copyfile(Path(r["dir"]) / name, staging / f"train-{n:05d}.parquet")
-            n += 1
-    shutil.copyfile(Path(eval_tok_ref["dir"]) / "val-000.parquet", staging / "val-000.parquet")
-    shutil.copyfile(Path(tok_ref["dir"]) / "tokenizer.model", staging / "tokenizer.model")
-    tok = tok_ref["stats"]
-    train_tokens = merge_stats([{"stats": r["stats"]["train"]} for r in shard_refs])
-    docs = _read_docs(doc_refs, ["source"])
-    docs_by_source = dict(docs.group_by("source").len().sort("source").iter_rows()) if docs.height else {}
-    manifest = {
-        "tokenizer": "tokenizer.model",
-        "tokenizer_fingerprint": tok["fingerprint"],
-        "vocab_size": tok["vocab_size"],
-        "bos_id": tok["bos_id"],
-        "eos_id": tok["eos_id"],
-        "pad_id": tok["pad_id"],
-        "splits": {
-            "train": {"tokens": train_tokens.get("tokens", 0), "by_source": train_tokens.get("by_source", {})},
-            "val": {
-                "tokens": sum(eval_tok_ref["stats"]["tokens_by_source"].values()),
-                "by_source": eval_tok_ref["stats"]["tokens_by_source"],
-            },
-        },
-    }
-    tasks.write_json(staging / "manifest.json", manifest)
-    stats = {
-        "train_tokens": int(train_tokens.get("tokens", 0)),
-        "tokens_by_source": {s: int(v) for s, v in sorted(train_tokens.get("by_source", {}).items())},
-        "bytes_by_source": {s: int(v) for s, v in sorted(train_tokens.get("bytes_by_source", {}).items())},
-        "docs_by_source": {s: int(v) for s, v in docs_by_source.items()},
-        "files": n,
-    }
-    unit.commit(staging, {"docs_in": int(docs.height), "docs_out": int(docs.height), "stats": stats})
-    return tasks._ref(unit, -1, cached=False)
+def _curated(executor: Executor, inputs: list[list[Any]], stages: list[dict[str, Any]]) -> tuple[Curation, list, str]:
+    """Ingest ``inputs`` with the default settings and run ``stages``: the state, those stages' summaries
+    and a key naming the ingested input."""
+    state, ingest_run, _ = executor.ingest(inputs, {})
+    input_key = make_key("ablation-inputs", [r["key"] for r in ingest_run.refs])
+    return state, run_doc_stages(executor, stages, state), input_key
 
 
 # --- budgets and training ----------------------------------------------------------------------
@@ -306,21 +108,16 @@ def _available(weights: dict[str, float], tokens_by_source: dict[str, int]) -> i
 
 
 def _train_params(plan: AblationPlan, steps: int, seed: int, weights: dict[str, float]) -> dict[str, Any]:
+    """One training run's TrainConfig: the plan's settings, with steps, warmup, eval points, seed and mixture
+    set for this arm and seed."""
     t = plan.train
+    shared = t.model_dump(exclude={"warmup_fraction", "evals", "max_epochs"})
     cfg = STAGES["train"].config_cls()(
-        preset=t.preset,
+        **shared,
         steps=steps,
-        batch_size=t.batch_size,
-        seq_len=t.seq_len,
-        lr=t.lr,
-        min_lr_ratio=t.min_lr_ratio,
         warmup_steps=math.ceil(t.warmup_fraction * steps),
-        weight_decay=t.weight_decay,
-        grad_clip=t.grad_clip,
         eval_every=max(1, steps // t.evals),
-        eval_batches=t.eval_batches,
         seed=seed,
-        threads=t.threads,
         mixture={"weights": weights, "max_epochs": t.max_epochs},
     )
     return cfg.model_dump(mode="json")
@@ -429,7 +226,7 @@ def _diversity(
     # dedup may run in the shared base curation or in the arm's own stages: count both
     dedups = [s for s in summaries if s["name"] == "dedup"]
     dedup_in = dedups[0]["docs_in"] if dedups else 0
-    docs = _read_docs(doc_refs, ["source", "text"]).filter(pl.col("source").is_in(used))
+    docs = read_columns(doc_refs, ["source", "text"]).filter(pl.col("source").is_in(used))
     return {
         "source_entropy_bits": shannon_entropy(list(weights.values())),
         "unigram_entropy_bits": ngram_entropy(sample, 1, vocab_size),
@@ -486,38 +283,45 @@ def _run_ablation(
     eval_params = plan.eval.model_dump(mode="json")
 
     say(f"ablation {plan.name}: ingest and base curation")
-    refs = _ingest(inputs, cache)
-    base_refs, base_summaries = run_doc_stages(plan.curation, refs, cache)
+    executor = Executor(cache)
+    base, base_summaries, input_key = _curated(executor, inputs, plan.curation)
     extra = []
     for name, path in eval_inputs or []:
-        eval_refs, _ = run_doc_stages(plan.curation, _ingest([[None, path]], cache), cache)
-        extra.append([name, eval_refs])
-    eval_ref = _call(eval_set_task, eval_params, base_refs, extra, cache)
-    held = _map(holdout_task, [(i, eval_params, r, eval_ref, cache) for i, r in enumerate(base_refs)])
-    base_summaries.append(_summary("holdout", held))
-    sources = sorted(_read_docs(held, ["source"])["source"].unique().to_list())
+        eval_state, _, _ = _curated(executor, [[None, path]], plan.curation)
+        extra.append([name, eval_state.docs])
+    eval_ref = executor.call(eval_set_task, eval_params, base.docs, extra, cache)
+    args = [(i, eval_params, r, eval_ref, cache) for i, r in enumerate(base.docs)]
+    held = executor.map(holdout_task, args, "holdout")
+    holdout_run = StageRun("holdout", held, 0.0)
+    holdout_run.rejected = base.add_rejected("holdout", held)
+    base.docs = held
+    base_summaries.append(_summary(holdout_run))
+    sources = sorted(read_columns(held, ["source"])["source"].unique().to_list())
     arms = plan.arms(sources)
     baseline = plan.baseline_arm(arms)
     say(f"{len(arms)} arms x {len(plan.seeds)} seeds; eval set: {eval_ref['stats']['by_source']}")
 
-    shared_tok = _call(tasks.train_tokenizer_task, plan.tokenizer, held, cache)
-    eval_tok = {shared_tok["key"]: _call(eval_tokens_task, eval_ref, shared_tok, cache)}
-    shard_params = STAGES["shards"].config_cls()(**ALL_TRAIN).model_dump(mode="json")
+    shared_tok = executor.call(tasks.train_tokenizer_task, plan.tokenizer, held, cache)
+    eval_tok = {shared_tok["key"]: executor.call(eval_tokens_task, eval_ref, shared_tok, cache)}
+    shards_spec = {"name": "shards", "params": STAGES["shards"].config_cls()(**ALL_TRAIN).model_dump(mode="json")}
 
     # Curate and tokenize every arm first: the shared token budget depends on what each arm has.
     built: dict[str, dict[str, Any]] = {}
     for arm in arms:
-        arm_refs, arm_summaries = run_doc_stages(arm.stages, held, cache)
-        if not sum(r["docs_out"] for r in arm_refs):
+        state = copy.deepcopy(base)
+        arm_summaries = run_doc_stages(executor, arm.stages, state)
+        arm_refs = state.docs
+        if not state.documents:
             raise PlanError(f"arm {arm.name!r}: curation left no documents")
-        tok = shared_tok if arm.tokenizer is None else _call(tasks.train_tokenizer_task, arm.tokenizer, arm_refs, cache)
+        if arm.tokenizer is None:
+            state.tokenizer = shared_tok
+        else:
+            executor.stage({"name": "tokenizer", "params": arm.tokenizer}, state)
+        tok = state.tokenizer
         if tok["key"] not in eval_tok:
-            eval_tok[tok["key"]] = _call(eval_tokens_task, eval_ref, tok, cache)
-        split = _call(tasks.split_task, shard_params, arm_refs, cache)
-        shard_refs = _map(
-            tasks.tokenize_task, [(i, shard_params, r, tok, split, cache) for i, r in enumerate(arm_refs)]
-        )
-        data = _call(arm_data_task, shard_refs, arm_refs, eval_tok[tok["key"]], tok, cache)
+            eval_tok[tok["key"]] = executor.call(eval_tokens_task, eval_ref, tok, cache)
+        executor.stage(shards_spec, state)
+        data = executor.call(arm_data_task, state.shards, arm_refs, eval_tok[tok["key"]], tok, cache)
         min_tokens = 2 * (plan.train.seq_len + 1)
         weights, small = _mixture(arm, data["stats"]["tokens_by_source"], min_tokens)
         built[arm.name] = {
@@ -535,7 +339,7 @@ def _run_ablation(
             f"{sum(s['shards'] for s in arm_summaries)} shards"
         )
 
-    tokens_per_step = plan.train.batch_size * plan.train.seq_len
+    tokens_per_step = plan.train.batch_size * plan.train.grad_accum * plan.train.seq_len
     # Scale 1 = the plan's tokens, else what the scarcest arm can give without repeating data.
     fixed = [b["available"] for a, b in zip(arms, built.values(), strict=True) if a.tokens is None]
     base_tokens = plan.tokens or min(fixed or [b["available"] for b in built.values()])
@@ -549,7 +353,7 @@ def _run_ablation(
         for seed in plan.seeds:
             params = _train_params(plan, steps, seed, b["weights"])
             t0 = time.perf_counter()
-            ref = _call(tasks.train_task, params, b["data"]["dir"], [b["data"]["key"]], cache)
+            ref = executor.train(params, b["data"]["dir"], [b["data"]["key"]])
             metrics = _load_json(Path(ref["dir"]) / "metrics.json")
             rows += _result_rows(arm, seed, metrics, tokens_per_step)
             models.append(
@@ -611,7 +415,7 @@ def _run_ablation(
         "code_version": code_version(),
         "plan": plan.model_dump(mode="json"),
         "inputs": [f"{s}={p}" if s else p for s, p in inputs],
-        "input_key": make_key("ablation-inputs", [r["key"] for r in refs]),
+        "input_key": input_key,
         "eval_inputs": [f"{n}={p}" for n, p in eval_inputs or []],
         "baseline": baseline.name,
         "base_curation": [{k: v for k, v in s.items() if k != "rejected_files"} for s in base_summaries],

@@ -31,17 +31,9 @@ from flows.recipe import RecipeError, describe_errors, parse_recipe, parse_stage
 from flows.stages import STAGES, StageKind
 from pipeline.bounds import (
     MAX_DOC_CHARS,
-    BatchSize,
-    EvalBatches,
     Float,
-    GradClip,
     Int,
-    LearningRate,
     Seed,
-    SeqLen,
-    Threads,
-    WeightDecay,
-    ZeroToOne,
     field_error,
 )
 
@@ -81,31 +73,41 @@ def parse_stage_list(items: list[Any], where: str) -> list[dict[str, Any]]:
     return [{"name": s.name, "params": s.config.model_dump(mode="json")} for s in recipe.stages[1:]]
 
 
-class TrainSettings(BaseModel):
-    """Training shared by every arm; steps follow from the arm's token budget."""
+# TrainConfig fields the ablation sets for each arm and seed itself; a plan sets every other one.
+PER_RUN_FIELDS = ("steps", "warmup_steps", "eval_every", "seed", "mixture", "checkpoint_every", "resume")
+
+
+class _AblationTraining(BaseModel):
+    """The training settings only an ablation has (shares of each arm's steps, the repeat limit)."""
 
     model_config = ConfigDict(extra="forbid")
 
-    preset: str = "nano"
-    # The same bounds as model.config.TrainConfig: each arm's settings become one.
-    batch_size: BatchSize = 8
-    seq_len: SeqLen = 128
-    lr: LearningRate = 3e-3
-    min_lr_ratio: ZeroToOne = 0.1
     warmup_fraction: Float = Field(0.1, ge=0.0, lt=1.0, description="warmup steps as a share of the arm's steps")
-    weight_decay: WeightDecay = 0.1
-    grad_clip: GradClip = 1.0
     evals: Int = Field(5, gt=0, le=10_000, description="validation points on each loss curve")
-    eval_batches: EvalBatches = 12
-    threads: Threads | None = Field(1, description="torch CPU threads per training run")
     max_epochs: Float = Field(64.0, gt=0.0, le=1e6, description="a source repeated more often is an error")
 
-    @field_validator("preset")
+    @field_validator("preset", check_fields=False)
     @classmethod
     def _known_preset(cls, v: str) -> str:
         from model.config import check_preset
 
         return check_preset(v)
+
+
+def _train_settings() -> type[BaseModel]:
+    """Training shared by every arm: every ``model.config.TrainConfig`` field (same type, bounds and
+    default: declared once, there) except those set per run, plus ``_AblationTraining``'s."""
+    from pydantic import create_model
+
+    from model.config import TrainConfig
+
+    fields: dict[str, Any] = {
+        name: (info.annotation, info) for name, info in TrainConfig.model_fields.items() if name not in PER_RUN_FIELDS
+    }
+    return create_model("TrainSettings", __base__=_AblationTraining, __module__=__name__, **fields)
+
+
+TrainSettings = _train_settings()
 
 
 class EvalSettings(BaseModel):

@@ -1,8 +1,25 @@
-"""Refinery's compact decoder-only trainer (torch only; never imports prefect)."""
+"""Refinery's compact decoder-only trainer (torch only; never imports prefect).
 
-from model.config import PRESETS, ModelConfig, TrainConfig
-from model.load import load_model
-from model.model import Transformer
-from model.train import train
+Names load on first use, so checking a ``TrainConfig`` (a recipe, an ablation plan) does not import torch.
+"""
 
-__all__ = ["PRESETS", "ModelConfig", "TrainConfig", "Transformer", "load_model", "train"]
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "PRESETS": "model.config",
+    "ModelConfig": "model.config",
+    "TrainConfig": "model.config",
+    "load_model": "model.load",
+    "Transformer": "model.model",
+    "train": "model.train",
+}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'model' has no attribute {name!r}")
+    return getattr(importlib.import_module(_EXPORTS[name]), name)

@@ -11,11 +11,15 @@ returns diminish past ~4 epochs); beyond ``max_epochs`` it is an error.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
-import torch
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from pipeline.bounds import Float, Int
+
+if TYPE_CHECKING:  # torch loads with the sampler, so a config check (MixtureSpec) stays light
+    import torch
 
 
 class MixtureSpec(BaseModel):
@@ -69,6 +73,8 @@ class MixtureSampler:
     def __init__(
         self, streams: dict[str, np.ndarray], spec: MixtureSpec, batch_size: int, seq_len: int, steps: int, seed: int
     ) -> None:
+        import torch
+
         self.batch_size, self.seq_len, self.seed = batch_size, seq_len, seed
         total = steps * batch_size * seq_len
         self.plan = plan_epochs(spec, {s: len(t) for s, t in streams.items()}, total)
@@ -99,6 +105,8 @@ class MixtureSampler:
             epoch, j = divmod(draw, self.windows[k])
             start = int(self._window_order(k, epoch)[j]) * self.seq_len
             rows.append(self.streams[k][start + self._offsets])
+        import torch
+
         window = torch.stack(rows).long()
         return window[:, :-1], window[:, 1:]
 

@@ -1,0 +1,1 @@
+"""The test suite; a package so tests and benchmarks can import its helpers (tests.conftest, tests.planted_pii)."""

@@ -7,6 +7,7 @@ import math
 import numpy as np
 import polars as pl
 import pytest
+from scipy import stats as sps
 
 from pipeline.ablation.analysis import analyse, final_rows
 from pipeline.ablation.stats import (
@@ -15,26 +16,58 @@ from pipeline.ablation.stats import (
     paired_test,
     power_law_fit,
     shannon_entropy,
-    t_ppf,
-    t_sf_two_sided,
     welch_test,
 )
 
+# Fixed seed-sweep-like samples (final bpb of two arms) for the comparisons with scipy's own tests.
+ARM_A = [0.91, 0.95, 0.88, 0.93, 0.90]
+ARM_B = [0.97, 1.02, 0.99, 1.05, 0.96, 1.01]
+
 
 @pytest.mark.parametrize(
-    ("df", "q975"),
-    [(1, 12.7062), (2, 4.3027), (4, 2.7764), (10, 2.2281), (30, 2.0423)],  # Student t tables
+    ("n", "q975"),
+    [(2, 12.7062), (3, 4.3027), (5, 2.7764), (11, 2.2281), (31, 2.0423)],  # Student t tables, df = n - 1
 )
-def test_t_quantiles_match_tables(df: int, q975: float) -> None:
-    assert t_ppf(0.975, df) == pytest.approx(q975, abs=1e-4)
+def test_interval_uses_t_table_quantiles(n: int, q975: float) -> None:
+    d = describe([float(i % 2) for i in range(n)])
+    assert (d["ci_high"] - d["mean"]) / d["se"] == pytest.approx(q975, abs=1e-4)
 
 
-def test_t_tail_exact_cases() -> None:
-    # df=1 is the Cauchy distribution: P(|T| > 1) = 1/2; df=2 has P(|T| > t) = 1 - t / sqrt(2 + t^2).
-    assert t_sf_two_sided(1.0, 1) == pytest.approx(0.5, abs=1e-12)
-    for t in (0.5, 1.0, 3.0):
-        assert t_sf_two_sided(t, 2) == pytest.approx(1 - t / math.sqrt(2 + t * t), abs=1e-12)
-    assert t_sf_two_sided(0.0, 5) == pytest.approx(1.0)
+@pytest.mark.parametrize("confidence", [0.9, 0.95, 0.99])
+def test_describe_matches_scipy_interval(confidence: float) -> None:
+    d = describe(ARM_A, confidence)
+    low, high = sps.t.interval(confidence, len(ARM_A) - 1, loc=np.mean(ARM_A), scale=sps.sem(ARM_A))
+    assert d["se"] == pytest.approx(sps.sem(ARM_A), rel=1e-12)
+    assert d["ci_low"] == pytest.approx(low, abs=1e-12) and d["ci_high"] == pytest.approx(high, abs=1e-12)
+
+
+@pytest.mark.parametrize("confidence", [0.9, 0.95, 0.99])
+@pytest.mark.parametrize(("a", "b"), [(ARM_A, ARM_B), (ARM_B, ARM_A), ([1.0, 2.0, 3.0], [4.0, 5.0, 6.0])])
+def test_welch_matches_scipy_ttest_ind(a: list[float], b: list[float], confidence: float) -> None:
+    r = welch_test(a, b, confidence)
+    ref = sps.ttest_ind(a, b, equal_var=False)
+    ci = ref.confidence_interval(confidence)
+    assert r["t"] == pytest.approx(ref.statistic, rel=1e-12) and r["df"] == pytest.approx(ref.df, rel=1e-12)
+    assert r["p"] == pytest.approx(ref.pvalue, rel=1e-9)
+    assert r["ci_low"] == pytest.approx(ci.low, abs=1e-12) and r["ci_high"] == pytest.approx(ci.high, abs=1e-12)
+
+
+@pytest.mark.parametrize("confidence", [0.9, 0.95, 0.99])
+def test_paired_matches_scipy_ttest_rel(confidence: float) -> None:
+    b = ARM_B[: len(ARM_A)]
+    r = paired_test(ARM_A, b, confidence)
+    ref = sps.ttest_rel(ARM_A, b)
+    ci = ref.confidence_interval(confidence)
+    assert r["t"] == pytest.approx(ref.statistic, rel=1e-12) and r["df"] == ref.df
+    assert r["p"] == pytest.approx(ref.pvalue, rel=1e-9)
+    assert r["ci_low"] == pytest.approx(ci.low, abs=1e-12) and r["ci_high"] == pytest.approx(ci.high, abs=1e-12)
+
+
+def test_tests_without_spread_get_a_defined_answer() -> None:
+    # scipy answers NaN here; a sweep whose arms agree to the last digit must still get a verdict.
+    assert welch_test([1.0, 1.0, 1.0], [1.0, 1.0, 1.0])["p"] == 1.0
+    shifted = paired_test([2.0, 3.0, 4.0], [1.0, 2.0, 3.0])
+    assert shifted["p"] == 0.0 and shifted["t"] == math.inf and shifted["ci_low"] == shifted["ci_high"] == 1.0
 
 
 def test_describe_by_hand() -> None:
