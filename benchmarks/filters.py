@@ -32,7 +32,7 @@ sys.path[0] = str(Path(__file__).resolve().parents[1])
 
 import polars as pl  # noqa: E402
 
-from pipeline.filters.stage import FilterConfig, apply_filters, compute_stats, rule_failures  # noqa: E402
+from pipeline.filters.stage import FilterConfig, apply_filters, compute_stats, rule_failures, rule_table  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 BENCH = REPO.parent / "shared" / "bench"
@@ -216,7 +216,7 @@ def run_datatrove(corpus: Path, workdir: Path) -> dict:
 def agreement(corpus: Path, cfg: FilterConfig, ours_kept: set[str], dt: dict) -> dict:
     df = load(corpus)
     fails = rule_failures(compute_stats(df, cfg), cfg)
-    fam_of = {r: next(f for f in cfg.families if _family(r) == f) for r in fails.columns}
+    fam_of = {r["name"]: r["family"] for r in rule_table(cfg)}  # rule name -> its family, from the rule table
     fam_fail = {f: pl.any_horizontal([pl.col(r) for r in fails.columns if fam_of[r] == f]) for f in cfg.families}
     fam = pl.concat([df.select("id"), fails.select([e.alias(f) for f, e in fam_fail.items()])], how="horizontal")
     failed_rules = dict(
@@ -254,25 +254,13 @@ def agreement(corpus: Path, cfg: FilterConfig, ours_kept: set[str], dt: dict) ->
             "only_ours_drop": sum(v and i not in theirs for i, v in ours_fail.items()),
             "only_dt_drop": sum((not v) and i in theirs for i, v in ours_fail.items()),
             "disagreements": [
-                (i, "refinery" if v else "datatrove", [r for r in failed_rules[i] if _family(r) == family])
+                (i, "refinery" if v else "datatrove", [r for r in failed_rules[i] if fam_of[r] == family])
                 for i, v in ours_fail.items()
                 if v != (i in theirs)
             ],
         }
         reached -= theirs
     return out
-
-
-def _family(rule: str) -> str:
-    for prefix, fam in (
-        ("gopher_", "gopher_quality"),
-        ("rep_", "gopher_repetition"),
-        ("c4_", "c4"),
-        ("fineweb_", "fineweb"),
-    ):
-        if rule.startswith(prefix):
-            return fam
-    return "other"
 
 
 def main() -> None:
