@@ -28,7 +28,7 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from pipeline.ingest._html import extract_with
+from pipeline.ingest import extract_with
 
 WEB = Path(__file__).resolve().parents[2] / "shared" / "data" / "web"
 EXTRACTORS = (

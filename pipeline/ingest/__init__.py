@@ -22,6 +22,7 @@ from collections.abc import Callable
 import polars as pl
 
 from ._common import file_kind, file_reject, os_reason
+from ._html import extract_with
 from .books import read_book, strip_gutenberg
 from .code import read_code
 from .config import PROBLEM_FMTS, IngestConfig, InputFile
@@ -34,6 +35,7 @@ __all__ = [
     "InputFile",
     "detect_format",
     "discover",
+    "extract_with",
     "parse_input_arg",
     "read_file",
     "strip_gutenberg",

@@ -93,9 +93,9 @@ class InputFile:
     (see :func:`safe_text`): ids hash it, so they do not depend on where the data lives. ``path`` is
     the real path, possibly holding surrogate escapes. ``source`` is the forced source (``--source``)
     or None. ``reason`` says why an entry of a ``PROBLEM_FMTS`` format cannot be read. ``part`` is set
-    when a big file is cut into several units of work (``pipeline.ingest.grouping``): the byte range
-    [start, end) of a JSONL file (a line belongs to the part where it starts) or the row groups
-    [first, last) of a Parquet file; ``size`` is then the part's.
+    when a big file is cut into several units of work (``pipeline.ingest.grouping``): (start, end,
+    lines before start) of a JSONL file, a byte range whose ends are line starts, or (first, end, rows
+    before first) of a Parquet file's row groups; ``size`` is then the part's.
     """
 
     path: Path
@@ -104,7 +104,7 @@ class InputFile:
     source: str | None
     size: int
     reason: str | None = None
-    part: tuple[int, int] | None = None
+    part: tuple[int, int, int] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-safe dict that :meth:`from_dict` turns back into an equal InputFile.
@@ -128,5 +128,5 @@ class InputFile:
         hexed = d.get("path_hex")
         fields["path"] = Path(os.fsdecode(bytes.fromhex(hexed))) if hexed else Path(d["path"])
         if fields.get("part") is not None:
-            fields["part"] = (int(fields["part"][0]), int(fields["part"][1]))
+            fields["part"] = tuple(int(x) for x in fields["part"])
         return cls(**fields)

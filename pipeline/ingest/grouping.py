@@ -64,33 +64,62 @@ def split_file(f: InputFile, shard_bytes: int) -> list[InputFile]:
         return [f]
     name = f.display.lower()
     if f.fmt == "jsonl" and name.endswith((".jsonl", ".ndjson", ".json")):
-        n = -(-f.size // shard_bytes)
-        bounds = [f.size * k // n for k in range(n + 1)]
-        return [dataclasses.replace(f, part=(a, b), size=b - a) for a, b in zip(bounds, bounds[1:], strict=False)]
+        return _jsonl_parts(f, shard_bytes)
     if f.fmt == "parquet":
         return _parquet_parts(f, shard_bytes)
     return [f]
 
 
+def _jsonl_parts(f: InputFile, shard_bytes: int) -> list[InputFile]:
+    """Byte ranges of about ``shard_bytes`` that start at line starts, each with the number of lines
+    before it: one pass over the file counting newlines, so a part reads no byte of another."""
+    parts: list[tuple[int, int, int]] = []  # (start, end, lines before start)
+    start = start_line = pos = lines = 0
+    target = shard_bytes
+    try:
+        with open_regular(f.path) as fh:  # never blocks on a FIFO swapped in since discovery
+            while block := fh.read(1 << 22):
+                i = 0
+                while pos + len(block) > target:  # the first line start at or after `target` ends the part
+                    nl = block.find(b"\n", max(target - pos - 1, i))
+                    if nl < 0:
+                        break
+                    boundary = pos + nl + 1
+                    parts.append((start, boundary, start_line))
+                    start, start_line = boundary, lines + block.count(b"\n", 0, nl + 1)
+                    target, i = boundary + shard_bytes, nl + 1
+                lines += block.count(b"\n")
+                pos += len(block)
+    except OSError:  # vanished or unreadable: one unit, whose reader records why
+        return [f]
+    if pos > start:
+        parts.append((start, pos, start_line))
+    if len(parts) < 2:
+        return [f]
+    return [dataclasses.replace(f, part=(a, b, first), size=b - a) for a, b, first in parts]
+
+
 def _parquet_parts(f: InputFile, shard_bytes: int) -> list[InputFile]:
-    """Runs of whole row groups of about ``shard_bytes`` (compressed) each; ``f`` itself when the footer
-    cannot be read (the reader then says why) or there is one row group."""
+    """Runs of whole row groups of about ``shard_bytes`` (uncompressed) each, with the rows before each
+    run; ``f`` itself when the footer cannot be read (its reader then says why) or it gives one run."""
     import pyarrow.parquet as pq
 
     try:
         with open_regular(f.path) as fh:  # never blocks on a FIFO swapped in since discovery
             meta = pq.ParquetFile(fh).metadata
-            sizes = [meta.row_group(i).total_byte_size for i in range(meta.num_row_groups)]
+            groups = [
+                (meta.row_group(i).total_byte_size, meta.row_group(i).num_rows) for i in range(meta.num_row_groups)
+            ]
     except Exception:  # noqa: BLE001 - unreadable or not parquet: one unit, whose reader records why
         return [f]
-    if len(sizes) < 2:
-        return [f]
-    parts, first, acc = [], 0, 0
-    for i, s in enumerate(sizes):
-        acc += s
-        if acc >= shard_bytes or i == len(sizes) - 1:
-            parts.append((first, i + 1, acc))
-            first, acc = i + 1, 0
+    parts: list[tuple[int, int, int, int]] = []  # (first group, end group, rows before, bytes)
+    first = rows = rows_at_first = size = 0
+    for i, (group_bytes, group_rows) in enumerate(groups):
+        size += group_bytes
+        rows += group_rows
+        if size >= shard_bytes or i == len(groups) - 1:
+            parts.append((first, i + 1, rows_at_first, size))
+            first, rows_at_first, size = i + 1, rows, 0
     if len(parts) < 2:
         return [f]
-    return [dataclasses.replace(f, part=(a, b), size=max(1, s)) for a, b, s in parts]
+    return [dataclasses.replace(f, part=(a, b, before), size=max(1, s)) for a, b, before, s in parts]

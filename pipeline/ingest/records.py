@@ -73,8 +73,9 @@ def read_jsonl(f: InputFile, cfg: IngestConfig) -> tuple[pl.DataFrame, pl.DataFr
     with open_input(f) as fh:
         stream = open_decompressed(fh, f.path.name) if f.part is None else fh
         end = None
-        if f.part is not None:  # an uncompressed file cut into byte ranges: the lines that start in ours
-            lineno, end = _seek_part(fh, f.part)
+        if f.part is not None:  # an uncompressed file cut into line-aligned byte ranges: ours
+            start, end, lineno = f.part
+            fh.seek(start)
         try:
             while (end is None or fh.tell() < end) and (raw := stream.readline(cap + 1)):
                 lineno += 1
@@ -93,33 +94,10 @@ def read_jsonl(f: InputFile, cfg: IngestConfig) -> tuple[pl.DataFrame, pl.DataFr
             sink.reject(lineno + 1, f"truncated: {type(e).__name__}: {' '.join(str(e).split())[:200]}")
     if not sink.docs["id"] and not sink.rej["id"]:  # every file gives a row, even one of blank lines
         if f.part is not None:  # a byte range of blank lines (or inside one long line): named by its range
-            sink.reject(f"bytes {f.part[0]}-{f.part[1]}", "no records: only blank lines or part of a longer line")
+            sink.reject(f"bytes {f.part[0]}-{f.part[1]}", "no records: only blank lines")
         else:
             sink.reject(None, "no records: only blank lines" if lineno else "empty file")
     return sink.frames()
-
-
-def _seek_part(fh: IO[bytes], part: tuple[int, int]) -> tuple[int, int]:
-    """Position ``fh`` at the first line starting in ``part`` = [start, end); returns (lines before it,
-    end). Counting the newlines before it keeps line numbers, and so ids, those of the whole file."""
-    start, end = part
-    lines = 0
-    pos = 0
-    while pos < start:
-        block = fh.read(min(1 << 22, start - pos))
-        if not block:
-            break
-        lines += block.count(b"\n")
-        pos += len(block)
-    if start > 0:
-        fh.seek(start - 1)
-        if fh.read(1) != b"\n":  # inside a line that started in the part before: skip to its end
-            while True:
-                chunk = fh.readline(1 << 20)
-                if not chunk or chunk.endswith(b"\n"):
-                    lines += bool(chunk)
-                    break
-    return lines, end
 
 
 def _skip_line(stream: IO[bytes], limit: int) -> tuple[int, bool]:
@@ -214,14 +192,14 @@ def read_parquet(f: InputFile, cfg: IngestConfig) -> tuple[pl.DataFrame, pl.Data
         names = pf.schema_arrow.names
         if not any(c in names for c in (*_TEXT_FIELDS, cfg.jsonl_html_field)):
             # Every row is an input record: each gets its reject, so the accounting holds row by row.
-            first, last = f.part or (0, pf.metadata.num_row_groups)
-            start = sum(pf.metadata.row_group(rg).num_rows for rg in range(first))
-            stop = start + sum(pf.metadata.row_group(rg).num_rows for rg in range(first, last))
+            first, last, start = f.part or (0, pf.metadata.num_row_groups, 0)
+            stop = start + sum(
+                pf.metadata.row_group(rg).num_rows for rg in range(first, min(last, pf.metadata.num_row_groups))
+            )
             for row in range(start, min(stop, pf.metadata.num_rows)):
                 sink.reject(row, "parquet: no text column")
             return sink.frames()
-        first, last = f.part or (0, pf.metadata.num_row_groups)
-        row = sum(pf.metadata.row_group(rg).num_rows for rg in range(first))  # ids number rows from the start
+        first, last, row = f.part or (0, pf.metadata.num_row_groups, 0)  # rows numbered from the file's start
         try:
             for rg in range(first, min(last, pf.metadata.num_row_groups)):
                 meta = pf.metadata.row_group(rg)
