@@ -327,11 +327,6 @@ class RunFolder:
             self.owned |= new
             self._write_marker(self.owned)
 
-    def write_file(self, rel: str, src: Path) -> None:
-        """Publish a copy of ``src`` as ``rel`` (atomically)."""
-        self._own([rel])
-        atomic_write(self.root / rel, lambda tmp: shutil.copyfile(src, tmp))
-
     def write(self, rel: str, writer: Callable[[Path], None]) -> None:
         """Publish ``rel`` written by ``writer(tmp)`` (atomically)."""
         self._own([rel])

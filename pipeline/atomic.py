@@ -51,8 +51,3 @@ def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     atomic_write(path, lambda tmp: tmp.write_bytes(data))
-
-
-def atomic_write_parquet(path: Path, df) -> None:
-    """Write a polars DataFrame; fixed options keep the bytes identical for identical data."""
-    atomic_write(path, lambda tmp: df.write_parquet(tmp, compression="zstd", statistics=True))

@@ -66,12 +66,6 @@ def html_url(html: str) -> str | None:
     return None
 
 
-def extract_main_text(html: str, cfg: IngestConfig, url: str | None = None) -> str | None:
-    """Main text of a page with the configured extractor, or None when it finds none."""
-    text, _ = extract_page_text(html, cfg, url=url)
-    return text
-
-
 def extract_page_text(html: str, cfg: IngestConfig, url: str | None = None) -> tuple[str | None, str]:
     """(text, how) of a page: the configured extractor (``how="main"``), else the fallback.
 
