@@ -4,8 +4,8 @@ Documents that share long word n-grams (13 by default, as in GPT-3's and Llama's
 checks) with validation/evaluation text the user names are removed, or flagged with a
 ``contamination_ngrams`` column, so that ablation results measured on that text are not inflated.
 Texts are normalised as for MinHash shingles (lowercase, punctuation dropped, whitespace
-collapsed) and n-grams compared by 64-bit hash; an evaluation text shorter than ``ngram`` words
-counts as one n-gram (the whole text).
+collapsed) and n-grams compared by 64-bit hash (``pipeline.text.ngram_hashes``); an evaluation text
+shorter than ``ngram`` words counts as one n-gram (the whole text).
 """
 
 from __future__ import annotations
@@ -20,8 +20,8 @@ import polars as pl
 from pydantic import BaseModel, ConfigDict, Field
 
 from pipeline.bounds import Int
-from pipeline.dedup.stage import _shingle_hashes, normalised_bytes
 from pipeline.schema import StageResult, to_rejected
+from pipeline.text import ngram_hashes
 
 STAGE = "decontaminate"
 
@@ -74,12 +74,12 @@ def _eval_ngrams(paths: tuple[str, ...], stamps: tuple[float, ...], texts: tuple
     all_texts = [t for f in _eval_files(paths) for t in _read_eval(f)] + list(texts)
     if not all_texts:
         return np.empty(0, np.uint64)
-    buf, off = normalised_bytes(pl.Series(all_texts, dtype=pl.String))
-    hv, _ = _shingle_hashes(buf, off, "word", n, bits64=True)
+    hv, _ = ngram_hashes(pl.Series(all_texts, dtype=pl.String), n)
     return np.unique(hv)
 
 
 def eval_ngrams(cfg: DecontaminateConfig) -> np.ndarray:
+    """Sorted unique 64-bit n-gram hashes of ``cfg``'s evaluation files and texts."""
     files = _eval_files(tuple(cfg.eval_paths))
     stamps = tuple(f.stat().st_mtime for f in files)
     return _eval_ngrams(tuple(cfg.eval_paths), stamps, tuple(cfg.eval_texts), cfg.ngram)
@@ -92,8 +92,7 @@ def decontaminate(df: pl.DataFrame, cfg: DecontaminateConfig | None = None) -> S
     ref = eval_ngrams(cfg)
     matches = np.zeros(df.height, dtype=np.int64)
     if df.height and len(ref):
-        buf, off = normalised_bytes(df["text"])
-        hv, counts = _shingle_hashes(buf, off, "word", cfg.ngram, bits64=True)
+        hv, counts = ngram_hashes(df["text"], cfg.ngram)
         hit = np.isin(hv, ref)
         doc = np.repeat(np.arange(df.height), counts)
         matches = np.bincount(doc[hit], minlength=df.height).astype(np.int64)

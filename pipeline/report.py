@@ -72,15 +72,13 @@ def _read_lengths(folder: Path, columns: list[str]) -> pl.DataFrame | None:
     return pl.concat(frames, how="vertical_relaxed")
 
 
-def _texts(folder: Path, ids: list[str]) -> dict[str, str]:
-    """Texts of a few documents by id, scanned file by file."""
-    if not ids or not folder.is_dir():
-        return {}
-    out: dict[str, str] = {}
-    for f in sorted(folder.glob("*.parquet")):
-        rows = pl.scan_parquet(f).select("id", "text").filter(pl.col("id").is_in(ids)).collect()
-        out.update(rows.iter_rows())
-    return out
+def scan_texts(folder: Path) -> pl.LazyFrame | None:
+    """``id, text`` of every document of a run folder's ``documents/`` or ``rejected/``, as a scan (filter it
+    by id: only the wanted rows are read), or None when the folder holds no Parquet file."""
+    files = sorted(folder.glob("*.parquet")) if folder.is_dir() else []
+    if not files:
+        return None
+    return pl.concat([pl.scan_parquet(f).select("id", "text") for f in files], how="vertical_relaxed")
 
 
 def _stage_section(manifest: dict[str, Any]) -> Section:
@@ -166,12 +164,14 @@ def _reasons_section(rejected: pl.DataFrame | None, cfg: ReportConfig, redact: R
 def _dedup_section(
     manifest: dict[str, Any], rejected: pl.DataFrame | None, run_dir: Path, cfg: ReportConfig, redact: Redactor
 ) -> Section | None:
-    stage = next((s for s in manifest["stages"] if s["name"] == "dedup"), None)
+    from pipeline.dedup.apply import removed_vs_kept
+    from pipeline.dedup.config import STAGE
+    from pipeline.dedup.summary import dedup_report_rows
+
+    stage = next((s for s in manifest["stages"] if s["name"] == STAGE), None)
     if stage is None:
         return None
     sec = Section("Duplicate clusters")
-    from pipeline.dedup.stage import dedup_report_rows
-
     stats = stage.get("stats") or {}
     sec.text(
         f"{stats.get('clusters', 0)} clusters; removed by reason: {json.dumps(stats.get('removed_by_reason', {}))}"
@@ -180,18 +180,17 @@ def _dedup_section(
         sec.text(title)
         sec.table(headers, rows)
     if rejected is not None and (run_dir / "documents").is_dir():
-        dups = rejected.filter(pl.col("stage") == "dedup").sort("id").head(cfg.duplicate_examples)
-        kept_text = _texts(run_dir / "documents", dups["duplicate_of"].drop_nulls().to_list())
-        removed_text = _texts(run_dir / "rejected", dups["id"].to_list())
+        dups = rejected.filter(pl.col("stage") == STAGE).sort("id").head(cfg.duplicate_examples)
+        pairs = removed_vs_kept(dups, scan_texts(run_dir / "documents"), scan_texts(run_dir / "rejected"))
         rows = [
             [
-                r["id"],
+                r["removed_id"],
                 r["reason"],
-                r["duplicate_of"],
-                _snip(removed_text.get(r["id"]), cfg, redact, r["source"]),
-                _snip(kept_text.get(r["duplicate_of"]), cfg, redact, r["source"]),
+                r["kept_id"],
+                _snip(r["removed_text"], cfg, redact, r["source"]),
+                _snip(r["kept_text"], cfg, redact, r["source"]),
             ]
-            for r in dups.iter_rows(named=True)
+            for r in pairs.iter_rows(named=True)
         ]
         if rows:
             sec.table(["removed", "reason", "kept", "removed text", "kept text"], rows)
@@ -222,13 +221,18 @@ def pii_redactor(manifest: dict[str, Any]) -> Redactor:
     params = next((s.get("params") or {} for s in stages if isinstance(s, dict) and s.get("name") == "pii"), None)
     if params is None:
         return lambda text, source: text
-    from pipeline.pii.config import PiiConfig  # presidio loads only for runs that remove PII
-    from pipeline.pii.find import redact_text
+    from pipeline.pii.columns import redact_columns  # presidio loads only for runs that remove PII
+    from pipeline.pii.config import PiiConfig
 
     pii_cfg = PiiConfig(**params)
 
     def redact(text: str | None, source: str | None) -> str | None:
-        return None if text is None else redact_text(text, pii_cfg, source or "other")[0]
+        if text is None:
+            return None
+        one = pl.DataFrame(
+            {"text": [text], "source": [source or "other"]}, schema={"text": pl.String, "source": pl.String}
+        )
+        return redact_columns(one, pii_cfg)[0]["text"][0]  # the stage's own detection and policy, as a document
 
     return redact
 

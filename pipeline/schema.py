@@ -44,10 +44,6 @@ REJECTED_SCHEMA: dict[str, pl.DataType] = {
 }
 
 
-def empty_docs() -> pl.DataFrame:
-    return pl.DataFrame(schema=DOC_SCHEMA)
-
-
 def to_rejected(df: pl.DataFrame, stage: str, reason: str | pl.Expr | None = None) -> pl.DataFrame:
     """Project ``df`` onto ``REJECTED_SCHEMA``.
 

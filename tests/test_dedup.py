@@ -13,15 +13,20 @@ from datasketch import MinHash
 from datasketch.lsh import _optimal_param
 from pydantic import ValidationError
 
+from pipeline.dedup.clustering import _plan
+from pipeline.dedup.hashing import _minhash
 from pipeline.dedup.stage import (
     DedupConfig,
-    _minhash,
     apply_duplicates,
     cluster_summary,
-    dedup_frames,
+    dedup_report_rows,
     find_duplicates,
+    load_index,
+    removed_vs_kept,
     signatures,
+    write_index,
 )
+from pipeline.schema import StageResult, to_rejected
 
 _VOCAB = [f"{w}{i}" for i, w in enumerate(["alpha", "beta", "gamma", "delta", "omega"] * 1000)]
 
@@ -50,6 +55,14 @@ def _docs(rows: list[tuple[str, str]], source: str | list[str] = "web") -> pl.Da
         },
         schema={c: pl.String for c in ("id", "text", "source", "url", "path", "meta")},
     )
+
+
+def _dedup(frames: list[pl.DataFrame], cfg: DedupConfig | None = None) -> list[StageResult]:
+    """The stage's three steps in-process, as the flow runs them: signatures per shard, clusters over all of
+    them (against earlier runs' indexes), then each shard split by the removed table."""
+    cfg = cfg or DedupConfig()
+    removed = find_duplicates(pl.concat([signatures(f, cfg) for f in frames]), cfg, prior=load_index(cfg.against, cfg))
+    return [apply_duplicates(f, removed) for f in frames]
 
 
 def _removed(df: pl.DataFrame, cfg: DedupConfig | None = None) -> dict[str, tuple[str, str]]:
@@ -204,7 +217,7 @@ def test_cross_shard_duplicates_and_apply() -> None:
     shard2 = _docs(
         [("s2a", " ".join(_change(w, [5], "z")) + " extra"), ("s2b", "short dup text"), ("s2c", "Short  dup text")]
     )
-    results = dedup_frames([shard1, shard2])
+    results = _dedup([shard1, shard2])
     r1, r2 = results
     assert r1.kept["id"].to_list() == ["s1b"]
     assert r1.rejected.select("id", "duplicate_of", "reason", "stage").rows() == [
@@ -260,7 +273,7 @@ def test_keeper_prefers_quality_score() -> None:
 
 def test_rejected_rows_carry_cluster_detail() -> None:
     t = " ".join(_text(60, seed=22))
-    res = dedup_frames([_docs([("a", t), ("b", t.upper()), ("c", t + " x")])])[0]
+    res = _dedup([_docs([("a", t), ("b", t.upper()), ("c", t + " x")])])[0]
     import json
 
     details = [json.loads(d) for d in res.rejected["detail"]]
@@ -286,8 +299,6 @@ def test_lazy_scan_of_parquet_matches_in_memory(tmp_path) -> None:
 
 
 def test_against_earlier_run_index(tmp_path) -> None:
-    from pipeline.dedup.stage import load_index, write_index
-
     w1, w2 = _text(300, seed=31), _text(300, seed=32)
     run1 = _docs([("r1_a", " ".join(w1)), ("r1_b", " ".join(w2)), ("r1_a_copy", " ".join(w1).upper())])
     cfg1 = DedupConfig()
@@ -304,13 +315,13 @@ def test_against_earlier_run_index(tmp_path) -> None:
         ]
     )
     cfg2 = DedupConfig(against=[str(tmp_path / "run1")])
-    res = dedup_frames([run2], cfg2)[0]
+    res = _dedup([run2], cfg2)[0]
     assert res.kept["id"].to_list() == ["r2_new"]
     got = dict(res.rejected.select("id", "duplicate_of").iter_rows())
     assert got == {"r2_near": "r1_a", "r2_exact": "r1_b"}  # earlier run's copy always wins, even if shorter
     rm2 = find_duplicates(signatures(run2, cfg2), cfg2, prior=load_index(cfg2.against, cfg2))
     assert rm2["against_earlier_run"].all() and not rm2["id"].str.starts_with("r1").any()
-    verified = dedup_frames([run2], cfg2.model_copy(update={"verify": True}))[0]
+    verified = _dedup([run2], cfg2.model_copy(update={"verify": True}))[0]
     assert verified.kept["id"].to_list() == ["r2_new"]  # earlier-run pairs are trusted (no shingles kept)
     with pytest.raises(ValueError):
         load_index([str(index_dir)], DedupConfig(ngram=3))  # incompatible signatures
@@ -354,24 +365,60 @@ def test_lsh_summary_reports_choice() -> None:
     assert DedupConfig(fp_weight=0.2, fn_weight=0.8).band_params() == _optimal_param(0.8, 128, 0.2, 0.8)
 
 
-def test_inspect_pairs_side_by_side() -> None:
-    from pipeline.dedup.stage import inspect_pairs
-
-    w = _text(300, seed=61)
+def test_removed_vs_kept_pairs() -> None:
+    w, v = _text(300, seed=61), _text(300, seed=62)
     df = _docs(
         [
             ("a", " ".join(w)),
             ("b", " ".join(w).upper()),
             ("c", " ".join(w) + " end"),
-            ("d", " ".join(_text(300, seed=62))),
-            ("e", " ".join(_text(300, seed=62)).title()),
+            ("d", " ".join(v)),
+            ("e", " ".join(v).title()),
         ]
     )
-    res = dedup_frames([df])[0]
-    pairs = inspect_pairs(res.rejected, res.kept, 5)
-    assert [p["cluster_id"] for p in pairs] == ["c", "d"]  # largest cluster first
-    assert pairs[0]["cluster_size"] == 3 and pairs[0]["kept_text"].endswith(" end")
-    assert pairs[0]["removed_text"] in (" ".join(w), " ".join(w).upper())
+    res = _dedup([df])[0]
+    assert dict(res.rejected.select("id", "duplicate_of").iter_rows()) == {"a": "c", "b": "c", "e": "d"}
+    # a later stage removes keeper d; the run's rejected table holds other stages' rows too
+    final = res.kept.filter(pl.col("id") != "d")
+    rejected = pl.concat([res.rejected, to_rejected(res.kept.filter(pl.col("id") == "d"), "filter", "too_short")])
+    picked = rejected.sort("id", descending=True)  # the caller picks the rows and their order
+    pairs = removed_vs_kept(picked, final)
+    assert pairs.columns == ["removed_id", "source", "reason", "kept_id", "removed_text", "kept_text"]
+    assert pairs.select("removed_id", "kept_id", "reason").rows() == [
+        ("e", "d", "exact_duplicate"),
+        ("b", "c", "near_duplicate"),
+        ("a", "c", "near_duplicate"),
+    ]
+    assert pairs["removed_text"].to_list() == [" ".join(v).title(), " ".join(w).upper(), " ".join(w)]
+    assert pairs["kept_text"].to_list() == [None, " ".join(w) + " end", " ".join(w) + " end"]  # d: removed later
+    # texts looked up by id in scans (the report reads rejected rows without their text)
+    lazy = removed_vs_kept(picked.drop("text"), final.lazy(), rejected.lazy())
+    assert lazy.equals(pairs)
+    assert removed_vs_kept(picked, None)["kept_text"].null_count() == 3
+    assert removed_vs_kept(picked.head(0), final).is_empty()
+
+
+def test_report_shows_removed_duplicates_beside_kept_copies(tmp_path: Path) -> None:
+    from pipeline.report import ReportConfig, write_report
+
+    w, v = _text(60, seed=63), _text(60, seed=64)
+    df = _docs([("a", " ".join(w)), ("c", " ".join(w) + " end"), ("d", " ".join(v)), ("e", " ".join(v).title())])
+    res = _dedup([df])[0]
+    (tmp_path / "documents").mkdir()
+    (tmp_path / "rejected").mkdir()
+    res.kept.filter(pl.col("id") != "d").write_parquet(tmp_path / "documents" / "part-0.parquet")
+    later = to_rejected(res.kept.filter(pl.col("id") == "d"), "filter", "too_short")  # keeper d dropped later
+    pl.concat([res.rejected, later]).write_parquet(tmp_path / "rejected" / "part-0.parquet")
+    stages = [{"name": "dedup", "docs_in": 4, "docs_out": 2, "docs_rejected": 2, "stats": {"clusters": 2}}]
+    manifest = {
+        "code_version": "t",
+        "recipe": {"name": "t", "stages": []},
+        "stages": stages,
+        "outputs": {"documents": 1},
+    }
+    md = (write_report(tmp_path, manifest, ReportConfig(snippet_chars=20)) / "report.md").read_text()
+    assert f"| a | near_duplicate | c | {' '.join(w)[:20]} | {' '.join(w)[:20]} |" in md
+    assert f"| e | exact_duplicate | d | {' '.join(v).title()[:20]} | (kept copy removed by a later stage) |" in md
 
 
 def test_flow_tasks_write_index_and_dedup_a_later_run_against_it(tmp_path) -> None:
@@ -406,8 +453,6 @@ def test_flow_tasks_write_index_and_dedup_a_later_run_against_it(tmp_path) -> No
     rej = pl.read_parquet(Path(out2[0]["dir"]) / "rejected.parquet")
     assert rej.select("id", "duplicate_of").rows() == [("c1", "a2")]
     assert clusters2["stats"]["removed_against_earlier_run"] == 1
-    from pipeline.dedup.stage import dedup_report_rows
-
     titles = [t for t, _, _ in dedup_report_rows(clusters1["stats"])]
     assert titles == ["LSH parameters", "Cluster sizes", "Removed by source", "Largest clusters"]
 
@@ -494,8 +539,6 @@ def test_partitioned_spool_matches_single_pass(tmp_path) -> None:
 
 
 def test_partitioned_spool_with_earlier_run_index(tmp_path) -> None:
-    from pipeline.dedup.stage import load_index, write_index
-
     a, b, c = _chain(1100)
     run1 = _docs([("r1_a", " ".join(a)), ("r1_other", " ".join(_text(300, seed=95)))])
     sigs1 = signatures(run1)
@@ -511,8 +554,6 @@ def test_partitioned_spool_with_earlier_run_index(tmp_path) -> None:
 
 
 def test_memory_budget_plan() -> None:
-    from pipeline.dedup.stage import _plan
-
     assert _plan(10_000, 11, DedupConfig()) == (1, False)  # small runs: one pass, in memory
     parts, on_disk = _plan(10_000_000, 11, DedupConfig(memory_mb=64))
     assert on_disk and parts > 1 and 10_000_000 * 40 / parts <= 64 << 20

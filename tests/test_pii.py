@@ -10,7 +10,7 @@ import polars as pl
 import pytest
 
 from pipeline.pii.config import PiiConfig
-from pipeline.pii.find import pii_findings
+from pipeline.pii.find import find_pii
 from pipeline.pii.scan import _RUST_WINDOW_PATTERNS, CANDIDATE_PATTERNS, _ascii_digits, get_analyzer
 from pipeline.pii.stage import remove_pii
 
@@ -235,5 +235,5 @@ def test_email_windows_find_what_presidio_finds_in_the_whole_text(text: str) -> 
     # E-mail windows are cut to the run of characters an address can hold (``_address_run``).
     cfg = PiiConfig(entities=["EMAIL_ADDRESS"])
     naive = sorted((r.start, r.end) for r in get_analyzer(cfg).analyze(text, language="en", entities=cfg.entities))
-    found = [(f["start"], f["end"]) for f in pii_findings(text, cfg)]
+    found = [(f.start, f.end) for f in find_pii([text], ["web"], cfg)[0]]
     assert found == naive and naive

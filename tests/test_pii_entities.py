@@ -9,7 +9,7 @@ import polars as pl
 import pytest
 
 from pipeline.pii.config import SUPPORTED_ENTITIES, PiiConfig
-from pipeline.pii.find import pii_findings
+from pipeline.pii.find import find_pii
 from pipeline.pii.stage import remove_pii
 from tests.planted_pii import ENTITIES, TEMPLATES, planted_corpus, value
 
@@ -67,8 +67,8 @@ def test_private_key_block() -> None:
     body = "\n".join("MIIEowIBAAKCAQEA7x9Kq2vW" + "Ab3d" * 10 for _ in range(5))
     key = f"-----BEGIN RSA PRIVATE KEY-----\n{body}\n-----END RSA PRIVATE KEY-----"
     text = f"deploy key:\n{key}\nkeep it safe."
-    (f,) = pii_findings(text, PiiConfig())
-    assert f["entity_type"] == "PRIVATE_KEY" and f["value"] == key
+    ((f,),) = find_pii([text], ["web"], PiiConfig())
+    assert f.entity_type == "PRIVATE_KEY" and text[f.start : f.end] == key
     out = remove_pii(_docs([text], "code"), PiiConfig()).kept["text"][0]
     assert out == "deploy key:\n<PRIVATE_KEY>\nkeep it safe."
 
@@ -143,15 +143,17 @@ def test_policy_config_is_validated() -> None:
         PiiConfig(keep_ip_ranges=["intranet"])  # type: ignore[list-item]
 
 
-def test_pii_findings_for_inspect() -> None:
+def test_find_pii_gives_types_offsets_and_scores() -> None:
     text = "Write to jane@outlook.com from 8.8.4.4 please."
-    found = pii_findings(text, PiiConfig())
-    assert [(f["entity_type"], f["value"], f["replacement"]) for f in found] == [
-        ("EMAIL_ADDRESS", "jane@outlook.com", "<EMAIL>"),
-        ("IP_ADDRESS", "8.8.4.4", "<IP>"),
+    (found,) = find_pii([text], ["web"], PiiConfig())
+    assert [(f.entity_type, text[f.start : f.end]) for f in found] == [
+        ("EMAIL_ADDRESS", "jane@outlook.com"),
+        ("IP_ADDRESS", "8.8.4.4"),
     ]
-    assert all(text[f["start"] : f["end"]] == f["value"] and 0 < f["score"] <= 1 for f in found)
-    assert pii_findings(text, PiiConfig(apply_to_sources=["web"]), source="book") == []
+    assert all(0 < f.score <= 1 for f in found)
+    assert remove_pii(_docs([text]), PiiConfig()).kept["text"][0] == "Write to <EMAIL> from <IP> please."
+    book, web = find_pii([text, text], ["book", "web"], PiiConfig(apply_to_sources=["web"]))
+    assert book == [] and len(web) == 2
 
 
 # -------------------------------------------------------------------------------------------- IP ranges
@@ -213,7 +215,7 @@ LOOKALIKES = [
 @pytest.mark.parametrize(("source", "text"), LOOKALIKES, ids=[t[:30] for _, t in LOOKALIKES])
 def test_lookalikes_survive(source: str, text: str) -> None:
     res = remove_pii(_docs([text], source), PiiConfig())
-    assert res.kept["text"][0] == text, pii_findings(text, PiiConfig(), source)
+    assert res.kept["text"][0] == text, find_pii([text], [source], PiiConfig())
 
 
 def test_planted_corpus_offsets() -> None:

@@ -3,13 +3,30 @@ phone numbers broken across a line; and the look-alikes in prose and code that m
 
 from __future__ import annotations
 
+import json
+
 import polars as pl
 import pytest
 
 from pipeline.pii.config import PiiConfig
-from pipeline.pii.find import pii_findings, redact_text
+from pipeline.pii.find import find_pii
 from pipeline.pii.recognizers import VIEW_TRIGGERS, view_of
 from pipeline.pii.stage import remove_pii
+
+
+def _redact(text: str, cfg: PiiConfig, source: str = "web") -> tuple[str, dict[str, int]]:
+    """``text`` after the ``pii`` stage, as a one-document batch, and its findings per entity type."""
+    df = pl.DataFrame({"id": ["d"], "text": [text], "source": [source]})
+    res = remove_pii(df, cfg)
+    assert res.kept.height == 1
+    return res.kept["text"][0], json.loads(res.kept["pii_types"][0])
+
+
+def _found(text: str, cfg: PiiConfig, source: str = "web") -> list[tuple[str, str]]:
+    """(entity type, value as written) of what the stage finds in ``text``, in text order."""
+    (found,) = find_pii([text], [source], cfg)
+    return [(r.entity_type, text[r.start : r.end]) for r in found]
+
 
 EMAILS = [
     "Write to jane [at] example [dot] com for the slides.",
@@ -29,7 +46,7 @@ EMAILS = [
 
 @pytest.mark.parametrize("text", EMAILS)
 def test_obfuscated_addresses_are_replaced(text: str) -> None:
-    out, counts = redact_text(text, PiiConfig())
+    out, counts = _redact(text, PiiConfig())
     assert counts == {"EMAIL_ADDRESS": 1}, out
     assert "jane" not in out.lower() and "smith" not in out
     assert "<EMAIL>" in out
@@ -49,9 +66,9 @@ PHONES = [
 
 @pytest.mark.parametrize(("text", "value"), PHONES, ids=[p[1] for p in PHONES])
 def test_broken_and_encoded_phones_are_replaced(text: str, value: str) -> None:
-    (found,) = [f for f in pii_findings(text, PiiConfig()) if f["entity_type"] == "PHONE_NUMBER"]
-    assert found["value"].endswith(value[-4:]) and value[:3] in found["value"]
-    out, _ = redact_text(text, PiiConfig())
+    (found,) = [v for e, v in _found(text, PiiConfig()) if e == "PHONE_NUMBER"]
+    assert found.endswith(value[-4:]) and value[:3] in found
+    out, _ = _redact(text, PiiConfig())
     assert value not in out and "0134" not in out and "<PHONE>" in out
 
 
@@ -84,22 +101,24 @@ LOOKALIKES = [
 def test_lookalikes_survive(source: str, text: str) -> None:
     df = pl.DataFrame({"id": ["d"], "text": [text], "source": [source], "url": [None], "path": ["p"], "meta": ["{}"]})
     res = remove_pii(df.with_columns(pl.col("url").cast(pl.String)), PiiConfig())
-    assert res.kept["text"][0] == text, pii_findings(text, PiiConfig(), source)
+    assert res.kept["text"][0] == text, _found(text, PiiConfig(), source)
 
 
 def test_findings_point_at_the_text_as_written() -> None:
     text = "A: jane [at] example [dot] com, B: mailto:bob%40example.org, C: +1 415\n555 0134."
-    found = pii_findings(text, PiiConfig())
-    assert [f["value"] for f in found] == ["jane [at] example [dot] com", "bob%40example.org", "+1 415\n555 0134"]
-    assert all(text[f["start"] : f["end"]] == f["value"] for f in found)
+    assert [v for _, v in _found(text, PiiConfig())] == [
+        "jane [at] example [dot] com",
+        "bob%40example.org",
+        "+1 415\n555 0134",
+    ]
 
 
 def test_hash_reads_the_plain_form() -> None:
     # "hash" gives one token per address however it was written; "mask" keeps the written shape
     cfg = PiiConfig(policy="hash")
-    tokens = {redact_text(t, cfg)[0] for t in ("jane@example.com", "jane [at] example [dot] com", "jane%40example.com")}
+    tokens = {_redact(t, cfg)[0] for t in ("jane@example.com", "jane [at] example [dot] com", "jane%40example.com")}
     assert len(tokens) == 1 and next(iter(tokens)).startswith("<EMAIL:")
-    masked, _ = redact_text("x jane [at] example [dot] com y", PiiConfig(policy="mask"))
+    masked, _ = _redact("x jane [at] example [dot] com y", PiiConfig(policy="mask"))
     assert masked == "x **** [**] ******* [***] *** y"
 
 
@@ -107,8 +126,8 @@ def test_redaction_is_idempotent() -> None:
     # a second pass (rejected rows redacted twice, the report redacting redacted text) changes nothing
     text = "Mail jane [at] example [dot] com, call (415) 555-0134 or +44 20 7946 0958; card 4111 1111 1111 1111."
     for cfg in (PiiConfig(), PiiConfig(policy="hash"), PiiConfig(policy="mask")):
-        once, _ = redact_text(text, cfg)
-        assert redact_text(once, cfg) == (once, {})
+        once, _ = _redact(text, cfg)
+        assert _redact(once, cfg) == (once, {})
 
 
 def test_views_map_back_to_the_original() -> None:
@@ -124,7 +143,7 @@ def test_views_map_back_to_the_original() -> None:
 def test_spelled_forms_need_consistent_case_and_a_known_domain() -> None:
     texts = ("jane AT example dot com", "jane at example DOT com", "jane at example dot xyz", "jane at example.com")
     for text in texts:
-        assert redact_text(text, PiiConfig())[1] == {}, text
+        assert _redact(text, PiiConfig())[1] == {}, text
 
 
 def test_an_address_used_as_a_file_name_is_found():

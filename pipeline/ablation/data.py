@@ -1,5 +1,4 @@
-"""Data side of an ablation: the shared held-out evaluation set, its removal from training data,
-and the per-arm data card figures.
+"""Data side of an ablation: the held-out evaluation set, its removal from training data, data card figures.
 
 Every arm is measured on one evaluation set, chosen once from the base-curated documents (whole
 document groups, e.g. all parts of a book, per source) plus any evaluation-only inputs. Those
@@ -13,10 +12,10 @@ import numpy as np
 import polars as pl
 from pydantic import BaseModel
 
-from pipeline.dedup.stage import _shingle_hashes, normalised_bytes
 from pipeline.ids import stable_rank_key
 from pipeline.schema import StageResult, to_rejected
 from pipeline.shards import text_hash_expr
+from pipeline.text import ngram_hashes
 
 STAGE = "holdout"
 
@@ -47,15 +46,6 @@ def select_eval(docs: pl.DataFrame, fraction: float, min_docs: int, max_docs: in
         .join(chosen, on=["source", "_g"], how="semi", maintain_order="left")
         .select("id", "source")
     )
-
-
-def ngram_hashes(texts: pl.Series, ngram: int) -> tuple[np.ndarray, np.ndarray]:
-    """64-bit hashes of each text's normalised word n-grams (a text shorter than ``ngram`` words
-    counts as one n-gram) and the number of n-grams per text."""
-    if not len(texts):
-        return np.empty(0, np.uint64), np.zeros(0, np.int64)
-    buf, off = normalised_bytes(texts.fill_null(""))
-    return _shingle_hashes(buf, off, "word", ngram, bits64=True)
 
 
 class HoldoutConfig(BaseModel):

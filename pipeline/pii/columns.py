@@ -170,7 +170,6 @@ def _redact(df: pl.DataFrame, cfg: PiiConfig) -> _Redaction:
     counts: dict[int, dict[str, int]] = {}
     by_column: dict[str, int] = {}
     updates: dict[str, tuple[list[int], list[Any]]] = {}
-    g = 0
     scanned: set[int] = set()
     g = 0
     if "text" in columns:

@@ -1,13 +1,14 @@
-"""Finding PII in many strings at once: the vectorised candidate pass, obfuscated and encoded forms read through
-their views, ``scan`` on the candidates, findings mapped back to the originals; and the per-text API
-(``find_pii``, ``pii_findings``, ``apply_findings``, ``redact_text``)."""
+"""Finding PII in many strings at once, and replacing what was found.
+
+The vectorised candidate pass, obfuscated and encoded forms read through their views, ``scan`` on the candidates,
+findings mapped back to the originals; ``find_pii`` (what the stage finds in each of a list of texts) and
+``apply_findings`` (replace findings under the configured policy)."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import lru_cache
-from typing import Any
 
 import polars as pl
 from presidio_analyzer import RecognizerResult
@@ -213,23 +214,6 @@ def _replacement(cfg: PiiConfig, entity: str, original: str, plain: str) -> str:
     return cfg.replacement(entity, original if cfg.policy_for(entity) == "mask" else plain)
 
 
-def pii_findings(text: str, cfg: PiiConfig, source: str = "web") -> list[dict[str, Any]]:
-    """What the stage would replace in ``text``: one dict per finding, in text order, with ``entity_type``,
-    ``start``, ``end``, ``score``, ``value`` (as written) and ``replacement``."""
-    (found,) = _find([text], [source], cfg)
-    return [
-        {
-            "entity_type": r.entity_type,
-            "start": r.start,
-            "end": r.end,
-            "score": round(r.score, 3),
-            "value": text[r.start : r.end],
-            "replacement": _replacement(cfg, r.entity_type, text[r.start : r.end], plain),
-        }
-        for r, plain in found
-    ]
-
-
 def apply_findings(text: str, findings: list[RecognizerResult] | list[Finding], cfg: PiiConfig) -> str:
     """``text`` with each (non-overlapping, sorted) finding replaced under ``cfg``'s policy."""
     parts = []
@@ -241,16 +225,3 @@ def apply_findings(text: str, findings: list[RecognizerResult] | list[Finding], 
         pos = r.end
     parts.append(text[pos:])
     return "".join(parts)
-
-
-def _type_counts(found: list[Finding]) -> dict[str, int]:
-    counts: dict[str, int] = {}
-    for r, _ in found:
-        counts[r.entity_type] = counts.get(r.entity_type, 0) + 1
-    return counts
-
-
-def redact_text(text: str, cfg: PiiConfig, source: str = "web") -> tuple[str, dict[str, int]]:
-    """Replace PII in one text; returns the new text and the counts per entity type."""
-    (found,) = _find([text], [source], cfg)
-    return apply_findings(text, found, cfg), _type_counts(found)
