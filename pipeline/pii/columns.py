@@ -12,7 +12,15 @@ import polars as pl
 from presidio_analyzer import RecognizerResult
 
 from pipeline.pii.config import PiiConfig
-from pipeline.pii.find import Finding, _any_candidate, _Cands, _findings_of, _group, _scan_groups, apply_findings
+from pipeline.pii.find import (
+    Candidates,
+    Finding,
+    any_candidate,
+    apply_findings,
+    candidates_of,
+    findings_of,
+    scan_groups,
+)
 
 # String columns that hold identities and labels, never free text: not scanned.
 SKIPPED_COLUMNS = frozenset(
@@ -76,7 +84,7 @@ def _leaf_text(context: str, value: str | int) -> tuple[str, int]:
 
 def _json_candidates(df: pl.DataFrame, column: str, applies: pl.Series, cfg: PiiConfig) -> list[int]:
     """Rows whose raw JSON in ``column`` may hold PII: any candidate pattern, view trigger or escape matches."""
-    patterns = [_any_candidate(tuple(cfg.entities)), *_JSON_ESCAPES]
+    patterns = [any_candidate(tuple(cfg.entities)), *_JSON_ESCAPES]
     hit = df.select((applies & df[column].str.contains("|".join(f"(?:{p})" for p in patterns))).fill_null(False))
     return hit.to_series().arg_true().to_list()
 
@@ -137,7 +145,7 @@ def _add(counts: dict[int, dict[str, int]], by_column: dict[str, int], row: int,
     by_column[col] = by_column.get(col, 0) + len(found)
 
 
-def _redact(df: pl.DataFrame, cfg: PiiConfig) -> _Redaction:
+def redaction_of(df: pl.DataFrame, cfg: PiiConfig) -> _Redaction:
     """Every text-bearing column of ``df`` redacted under ``cfg``: plain string columns whole, JSON columns value
     by value. ``text`` is scored as a document of its row's source; the other columns of code rows as prose (a
     URL or a title is not code: bare numbers after "phone=" count, fixture IP ranges are not kept)."""
@@ -147,13 +155,13 @@ def _redact(df: pl.DataFrame, cfg: PiiConfig) -> _Redaction:
     prose = source.replace("code", "web")
     columns = [c for c, t in df.schema.items() if t == pl.String and c not in SKIPPED_COLUMNS]
     plain = [c for c in columns if c not in JSON_COLUMNS and c != "text"]
-    groups: list[tuple[_Cands, dict]] = []
+    groups: list[tuple[Candidates, dict]] = []
     if "text" in columns:
-        groups.append(_group(df["text"], source, applies, cfg, ner=True))
+        groups.append(candidates_of(df["text"], source, applies, cfg, ner=True))
     if plain:  # all small columns stacked into one group: position p is row p % n of column p // n
         stacked = pl.concat([df[c].alias("v") for c in plain])
         k = len(plain)
-        groups.append(_group(stacked, pl.concat([prose] * k), pl.concat([applies] * k), cfg, sieve=True))
+        groups.append(candidates_of(stacked, pl.concat([prose] * k), pl.concat([applies] * k), cfg, sieve=True))
     leaves: list[_Leaf] = []
     docs: dict[tuple[str, int], tuple[list[Any], bool]] = {}
     for c in (c for c in columns if c in JSON_COLUMNS):
@@ -163,9 +171,9 @@ def _redact(df: pl.DataFrame, cfg: PiiConfig) -> _Redaction:
     if leaves:
         rows = [leaf.row for leaf in leaves]
         texts = pl.Series("v", [leaf.text for leaf in leaves], dtype=pl.String)
-        groups.append(_group(texts, prose.gather(rows), applies.gather(rows), cfg, sieve=True))
-    results = _scan_groups([g for g, _ in groups], cfg)
-    found = [_findings_of(g, res, maps) for (g, maps), res in zip(groups, results, strict=True)]
+        groups.append(candidates_of(texts, prose.gather(rows), applies.gather(rows), cfg, sieve=True))
+    results = scan_groups([g for g, _ in groups], cfg)
+    found = [findings_of(g, res, maps) for (g, maps), res in zip(groups, results, strict=True)]
 
     counts: dict[int, dict[str, int]] = {}
     by_column: dict[str, int] = {}
@@ -249,7 +257,7 @@ def redact_columns(df: pl.DataFrame, cfg: PiiConfig) -> tuple[pl.DataFrame, pl.S
     types whose policy is "drop" get their placeholder. Rows whose source is not in ``apply_to_sources`` are
     left as they are.
     """
-    red = _redact(df, cfg)
+    red = redaction_of(df, cfg)
     per_row = [sum(red.counts[i].values()) if i in red.counts else 0 for i in range(df.height)]
     return red.frame, pl.Series("pii_count", per_row, dtype=pl.Int64)
 

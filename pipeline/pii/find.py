@@ -15,7 +15,7 @@ from presidio_analyzer import RecognizerResult
 
 from pipeline.pii.config import PiiConfig
 from pipeline.pii.recognizers import VIEW_TRIGGERS, ViewMap, view_of
-from pipeline.pii.scan import _CANDIDATE_PARTS, _digit_parts, _rust_patterns, scan
+from pipeline.pii.scan import CANDIDATE_PARTS, digit_parts, rust_patterns, scan
 
 
 def _to_original(r: RecognizerResult, view_map: ViewMap | None) -> RecognizerResult:
@@ -26,7 +26,7 @@ def _to_original(r: RecognizerResult, view_map: ViewMap | None) -> RecognizerRes
 
 
 @dataclass
-class _Cands:
+class Candidates:
     """The strings of one group (a column, or metadata values) worth handing to presidio."""
 
     rows: list[int]  # positions in the group
@@ -37,9 +37,9 @@ class _Cands:
     ner: bool  # whether the optional NER model reads them too
     rules: list[list[str]] = field(default_factory=list)  # view triggers that matched each (when asked for)
 
-    def take(self, keep: list[int]) -> _Cands:
+    def take(self, keep: list[int]) -> Candidates:
         """The entries at ``keep`` (indices into the lists), in that order."""
-        return _Cands(
+        return Candidates(
             [self.rows[k] for k in keep],
             [self.texts[k] for k in keep],
             [self.sources[k] for k in keep],
@@ -56,7 +56,7 @@ def _candidate_pass(
     cfg: PiiConfig,
     ner: bool = False,
     triggers: bool = False,
-) -> _Cands:
+) -> Candidates:
     """One vectorised ``contains()`` per entity type over ``views``: which strings may hold which PII. The
     window-search patterns that run in polars are extracted in the same pass (``_match_spans``); where one is
     also the entity's candidate pattern, "matched anything" stands for the contains() check. ``triggers``: the
@@ -64,15 +64,15 @@ def _candidate_pass(
     entities = list(cfg.entities)
     with_ner = ner and bool(cfg.ner_model)
     if not (entities or with_ner or triggers) or views.len() == 0:
-        return _Cands([], [], [], [], {}, with_ner)
-    rust_patterns = _rust_patterns(entities)
-    extracted = {p: f"_x{k}" for k, p in enumerate(rust_patterns)}
+        return Candidates([], [], [], [], {}, with_ner)
+    in_polars = rust_patterns(entities)
+    extracted = {p: f"_x{k}" for k, p in enumerate(in_polars)}
     trig = {f"_v{k}": p for k, p in enumerate(VIEW_TRIGGERS.values())} if triggers else {}
 
     def has_candidate(e: str, rewrite: Callable[[str], str]) -> pl.Expr:
         return pl.any_horizontal(
             pl.col(extracted[p]).list.len() > 0 if p in extracted else pl.col("text").str.contains(rewrite(p))
-            for p in _CANDIDATE_PARTS[e]
+            for p in CANDIDATE_PARTS[e]
         )
 
     def candidates(part: pl.DataFrame, rewrite: Callable[[str], str]) -> pl.DataFrame:
@@ -89,19 +89,19 @@ def _candidate_pass(
         )
 
     docs = pl.DataFrame({"text": views, "source": scoring, "_a": applies}).with_row_index("_i")
-    parts = [candidates(part, rewrite) for part, rewrite in _digit_parts(docs, "text")]
+    parts = [candidates(part, rewrite) for part, rewrite in digit_parts(docs, "text")]
     cand = pl.concat(parts).sort("_i") if len(parts) > 1 else parts[0]
     if cand.height == 0:
-        return _Cands([], [], [], [], {}, with_ner)
+        return Candidates([], [], [], [], {}, with_ner)
     rows = cand.to_dict(as_series=False)
     ents = [[e for e in entities if rows[e][k]] for k in range(cand.height)]
     rust = {p: rows[c] for p, c in extracted.items()}
     names = list(VIEW_TRIGGERS)
     rules = [[n for n, c in zip(names, trig, strict=True) if rows[c][k]] for k in range(cand.height)] if trig else []
-    return _Cands(rows["_i"], rows["text"], rows["source"], ents, rust, with_ner, rules)
+    return Candidates(rows["_i"], rows["text"], rows["source"], ents, rust, with_ner, rules)
 
 
-def _scan_groups(groups: list[_Cands], cfg: PiiConfig) -> list[list[list[RecognizerResult]]]:
+def scan_groups(groups: list[Candidates], cfg: PiiConfig) -> list[list[list[RecognizerResult]]]:
     """``scan`` over the candidates of every group at once (one set of presidio calls), split per group."""
     texts = [t for g in groups for t in g.texts]
     if not texts:
@@ -130,8 +130,8 @@ def _scan_groups(groups: list[_Cands], cfg: PiiConfig) -> list[list[list[Recogni
 Finding = tuple[RecognizerResult, str]
 
 
-def _findings_of(
-    group: _Cands, results: list[list[RecognizerResult]], maps: dict[int, ViewMap]
+def findings_of(
+    group: Candidates, results: list[list[RecognizerResult]], maps: dict[int, ViewMap]
 ) -> dict[int, list[Finding]]:
     """Per position in the group, its findings mapped back from the view to the original."""
     out: dict[int, list[Finding]] = {}
@@ -142,16 +142,16 @@ def _findings_of(
     return out
 
 
-def _group(
+def candidates_of(
     values: pl.Series, scoring: pl.Series, applies: pl.Series, cfg: PiiConfig, ner: bool = False, sieve: bool = False
-) -> tuple[_Cands, dict[int, ViewMap]]:
+) -> tuple[Candidates, dict[int, ViewMap]]:
     """The candidates among ``values``, read through their views (``view_of``: obfuscated and encoded forms
     rewritten), and the maps back from the rewritten ones. ``sieve``: first keep the values that match one
     union of every candidate pattern and view trigger (one pass instead of ~30, for the many short strings of
     URL and metadata columns, most of which hold nothing)."""
     keep: list[int] | None = None
     if sieve and values.len():
-        hit = (applies & values.str.contains(_any_candidate(tuple(cfg.entities)))).fill_null(False)
+        hit = (applies & values.str.contains(any_candidate(tuple(cfg.entities)))).fill_null(False)
         keep = hit.arg_true().to_list()
         values, scoring, applies = values.gather(keep), scoring.gather(keep), applies.gather(keep)
     cands, maps = _with_views(_candidate_pass(values, scoring, applies, cfg, ner, triggers=True), cfg)
@@ -161,7 +161,7 @@ def _group(
     return cands, maps
 
 
-def _with_views(cands: _Cands, cfg: PiiConfig) -> tuple[_Cands, dict[int, ViewMap]]:
+def _with_views(cands: Candidates, cfg: PiiConfig) -> tuple[Candidates, dict[int, ViewMap]]:
     """``cands`` with the strings a view trigger matched replaced by their views, whose candidates are found
     again (a second pass over those few); strings left with nothing to look for are dropped."""
     redo = [(k, view) for k, text, rules in zip(range(len(cands.rows)), cands.texts, cands.rules, strict=True)
@@ -175,7 +175,7 @@ def _with_views(cands: _Cands, cfg: PiiConfig) -> tuple[_Cands, dict[int, ViewMa
     again = _candidate_pass(views, src, pl.Series([True] * len(redo)), cfg, cands.ner)
     maps = {cands.rows[redo[j][0]]: redo[j][1][1] for j in again.rows}
     again.rows = [cands.rows[redo[j][0]] for j in again.rows]
-    merged = _Cands(
+    merged = Candidates(
         [*(cands.rows[k] for k in keep), *again.rows],
         [*(cands.texts[k] for k in keep), *again.texts],
         [*(cands.sources[k] for k in keep), *again.sources],
@@ -188,18 +188,18 @@ def _with_views(cands: _Cands, cfg: PiiConfig) -> tuple[_Cands, dict[int, ViewMa
 
 
 @lru_cache(maxsize=8)
-def _any_candidate(entities: tuple[str, ...]) -> str:
+def any_candidate(entities: tuple[str, ...]) -> str:
     """One pattern matching wherever a candidate pattern of ``entities`` or a view trigger matches."""
-    parts = [*(p for e in entities for p in _CANDIDATE_PARTS[e]), *VIEW_TRIGGERS.values()]
+    parts = [*(p for e in entities for p in CANDIDATE_PARTS[e]), *VIEW_TRIGGERS.values()]
     return "|".join(f"(?:{p})" for p in parts)  # grouped: "(?i)" in one stays in it
 
 
 def _find(texts: list[str], sources: list[str], cfg: PiiConfig) -> list[list[Finding]]:
     """Findings per text (original offsets), obfuscated and encoded forms included."""
     src = pl.Series("s", sources, dtype=pl.String)
-    cands, maps = _group(pl.Series("t", texts, dtype=pl.String), src, src.is_in(cfg.apply_to_sources), cfg, True)
-    (results,) = _scan_groups([cands], cfg)
-    found = _findings_of(cands, results, maps)
+    cands, maps = candidates_of(pl.Series("t", texts, dtype=pl.String), src, src.is_in(cfg.apply_to_sources), cfg, True)
+    (results,) = scan_groups([cands], cfg)
+    found = findings_of(cands, results, maps)
     return [found.get(i, []) for i in range(len(texts))]
 
 

@@ -25,7 +25,7 @@ from presidio_analyzer.predefined_recognizers import (
 
 from pipeline.pii.config import PiiConfig
 from pipeline.pii.recognizers import SECRET_PATTERNS, SecretRecognizer
-from pipeline.pii.scoring import _resolve, _score, _worth_a_look
+from pipeline.pii.scoring import guarded_score, resolve_overlaps, worth_a_look
 
 # The IP pre-check's alternatives: dotted quad, "::" next to a hex group holding a digit, >= 3 "hex:" groups
 # (written out, not "(?:hex:){3,}": the same texts match, and Rust's regex crate then scans for the inner
@@ -52,7 +52,7 @@ CANDIDATE_PATTERNS: dict[str, str] = {
     **{e: p.candidate for e, p in SECRET_PATTERNS.items()},
 }
 # What polars checks per entity type: the candidate, or alternatives whose union it is.
-_CANDIDATE_PARTS = {**{e: (p,) for e, p in CANDIDATE_PATTERNS.items()}, "IP_ADDRESS": _IP_CANDIDATES}
+CANDIDATE_PARTS = {**{e: (p,) for e, p in CANDIDATE_PATTERNS.items()}, "IP_ADDRESS": _IP_CANDIDATES}
 # Per-document window search (Python ``re``, candidate documents only): the same candidates split into
 # alternatives that start at a rare literal where possible, since ``re`` has no inner-literal scan. They
 # may start later inside the candidate (at "@", at a ":"); the window padding restores the rest.
@@ -146,7 +146,7 @@ def _build_analyzer(entities: tuple[str, ...], phone_regions: tuple[str, ...]) -
 
 class _NoContext(ContextAwareEnhancer):
     """Presidio's default enhancer boosts scores by context lemmas, which the no-op NLP engine never produces;
-    it would only deep-copy every result. Context words are applied by ``_score`` instead."""
+    it would only deep-copy every result. Context words are applied by ``guarded_score`` instead."""
 
     def __init__(self) -> None:
         super().__init__(0.0, 0.0, 0, 0)
@@ -190,13 +190,13 @@ def _rust_matches(texts: list[str], patterns: list[str]) -> dict[str, list[list[
     frame = pl.DataFrame({"t": texts}, schema={"t": pl.String}).with_row_index("_i")
     parts = [
         part.select("_i", *[pl.col("t").str.extract_all(ascii(p)).alias(str(k)) for k, p in enumerate(patterns)])
-        for part, ascii in _digit_parts(frame, "t")
+        for part, ascii in digit_parts(frame, "t")
     ]
     found = pl.concat(parts).sort("_i") if len(parts) > 1 else parts[0]
     return {p: found[str(k)].to_list() for k, p in enumerate(patterns)}
 
 
-def _digit_parts(frame: pl.DataFrame, col: str) -> list[tuple[pl.DataFrame, Callable[[str], str]]]:
+def digit_parts(frame: pl.DataFrame, col: str) -> list[tuple[pl.DataFrame, Callable[[str], str]]]:
     """``frame`` split into the rows whose digits in ``col`` are all ASCII and the others (rare), each with the
     pattern rewrite its regexes need (``_ascii_digits`` or none). Callers re-sort by a row index."""
     texts = frame[col]
@@ -212,7 +212,7 @@ def _unchanged(pattern: str) -> str:
     return pattern
 
 
-def _rust_patterns(entities: list[str]) -> list[str]:
+def rust_patterns(entities: list[str]) -> list[str]:
     """The window-search patterns of ``entities`` that run in polars."""
     patterns = [rx.pattern for e in entities for rx in _WINDOW_RES[e]]
     return [p for p in dict.fromkeys(patterns) if p in _RUST_WINDOW_PATTERNS]
@@ -288,7 +288,7 @@ def _claimed(text: str, start: int, end: int, found: list[RecognizerResult]) -> 
     """True when the phone candidate [start, end) lies inside one of ``found`` (a document's resolved
     findings of the other types) and every digit of its window does too. Any phone match in that window
     holds a digit, so it would overlap a finding that outranks it (``_RANK``: phones come last) and lose
-    in ``_resolve``: presidio's phone search, the costly one, need not see the window."""
+    in ``resolve_overlaps``: presidio's phone search, the costly one, need not see the window."""
     if not any(r.start <= start and end <= r.end for r in found):
         return False
     s, e = _window(text, start, end, *_WINDOW_PAD["PHONE_NUMBER"])
@@ -308,7 +308,7 @@ def _windows(
     if matches is None:
         (matches,) = _match_spans([text], entity)
     for m_start, m_end in matches:
-        if not _worth_a_look(entity, text, m_start, m_end, source, threshold):
+        if not worth_a_look(entity, text, m_start, m_end, source, threshold):
             continue
         window = _window(text, m_start, m_end, pad, snap)
         spans.append(_address_run(text, m_start, m_end, *window) if entity == "EMAIL_ADDRESS" else window)
@@ -387,7 +387,7 @@ def scan(
     def kept(i: int, results: list[RecognizerResult]) -> list[RecognizerResult]:
         out = []
         for r in results:
-            score = _score(
+            score = guarded_score(
                 r.entity_type,
                 texts[i],
                 r.start,
@@ -402,7 +402,7 @@ def scan(
 
     if rust is None:  # ``remove_pii`` finds these in its candidate pass
         wanted = {e for ents in doc_entities for e in ents}
-        rust = _rust_matches(texts, _rust_patterns([e for e in cfg.entities if e in wanted]))
+        rust = _rust_matches(texts, rust_patterns([e for e in cfg.entities if e in wanted]))
     # doc -> (how many of its raw findings were scored before the phone search, what kept() made of them)
     scored: dict[int, tuple[int, list[RecognizerResult]]] = {}
     # Phones last: their candidates inside a finding of another type need no phone search (``_claimed``).
@@ -414,7 +414,7 @@ def scan(
             for i, found in zip(docs, matches, strict=True):
                 if found and raw[i]:
                     scored[i] = (len(raw[i]), kept(i, raw[i]))
-                    others = _resolve(scored[i][1])
+                    others = resolve_overlaps(scored[i][1])
                     found[:] = [(s, e) for s, e in found if not _claimed(texts[i], s, e, others)]
         items = [
             (i, s, e)
@@ -445,5 +445,5 @@ def scan(
     out = []
     for i in range(len(texts)):
         n, done = scored.get(i, (0, []))
-        out.append(_resolve(done + kept(i, raw[i][n:])))
+        out.append(resolve_overlaps(done + kept(i, raw[i][n:])))
     return out

@@ -126,7 +126,7 @@ def _is_range(span: str) -> bool:
     )
 
 
-def _score(
+def guarded_score(
     entity: str, text: str, start: int, end: int, score: float, source: str, keep_ips: tuple[str, ...] = ()
 ) -> float:
     """Presidio's score adjusted by our guards; 0 means "not PII"."""
@@ -187,7 +187,7 @@ def _score(
     return score  # CREDIT_CARD (Luhn), IBAN_CODE (mod 97), US_SSN (presidio's invalid-number rules)
 
 
-def _worth_a_look(entity: str, text: str, start: int, end: int, source: str, threshold: float) -> bool:
+def worth_a_look(entity: str, text: str, start: int, end: int, source: str, threshold: float) -> bool:
     """Skip phone candidates that cannot reach the threshold: the phone search is the costly one and
     code, tables and data are full of digit runs. A bare run scores 0.4 unless a phone word precedes
     it (never in code); a single-separator decimal ("0.5104606781") is a number, not a phone."""
@@ -212,7 +212,7 @@ def _worth_a_look(entity: str, text: str, start: int, end: int, source: str, thr
     return True
 
 
-def _resolve(results: list[RecognizerResult]) -> list[RecognizerResult]:
+def resolve_overlaps(results: list[RecognizerResult]) -> list[RecognizerResult]:
     """Non-overlapping subset: specific types first (``_RANK``), then higher score, the longer span, the
     earlier one."""
     chosen: list[RecognizerResult] = []

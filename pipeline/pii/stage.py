@@ -35,7 +35,7 @@ from typing import Any
 
 import polars as pl
 
-from pipeline.pii.columns import _redact
+from pipeline.pii.columns import redaction_of
 from pipeline.pii.config import PiiConfig
 from pipeline.schema import StageResult, empty_rejected, to_rejected
 
@@ -52,7 +52,7 @@ def remove_pii(df: pl.DataFrame, cfg: PiiConfig) -> StageResult:
     ``docs_dropped``, and ``docs_scanned`` (documents with a candidate in some column, handed to presidio).
     """
     n = df.height
-    red = _redact(df, cfg)
+    red = redaction_of(df, cfg)
     entities = list(cfg.entities)
     drop_types = {e for e in entities if cfg.policy_for(e) == "drop"}
     totals = {e: 0 for e in [*entities, *(cfg.ner_entities if cfg.ner_model else [])]}
