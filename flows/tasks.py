@@ -225,15 +225,12 @@ def redact_rejected_task(name: str, params: dict[str, Any], rejected_path: str, 
     return _rewrite_rejected("redact-rejected", "pii", params, rejected_path, cache_dir, redact_rejected, code)
 
 
-DEDUP_CODE = "pipeline.dedup.stage"
-
-
 @task(name="dedup-signatures", task_run_name="dedup-signatures-{index}", **TASK_OPTS)
 def dedup_signatures(index: int, params: dict[str, Any], in_ref: UnitRef, cache_dir: str) -> UnitRef:
     """MinHash signatures (and exact hashes) of one shard's documents."""
-    from pipeline.dedup.stage import signatures
+    from pipeline.dedup.hashing import signatures
 
-    key = make_key(unit_code(dedup_signatures, DEDUP_CODE), "dedup-signatures", params, in_ref["key"])
+    key = make_key(unit_code(dedup_signatures, "pipeline.dedup.hashing"), "dedup-signatures", params, in_ref["key"])
 
     def compute(staging: Path) -> dict[str, Any]:
         df = read_docs(in_ref)
@@ -249,15 +246,21 @@ def dedup_clusters(params: dict[str, Any], sig_refs: list[UnitRef], cache_dir: s
     are spooled to hash buckets under the staging folder when they exceed ``memory_mb``, never one table
     in memory), against earlier runs' indexes if asked; writes ``removed.parquet`` and this run's index
     (``index/``) for later runs."""
-    from pipeline.dedup.stage import REMOVED_SCHEMA, cluster_summary, find_duplicates, load_index, write_index
+    from pipeline.dedup.clustering import REMOVED_SCHEMA, find_duplicates
+    from pipeline.dedup.index import INDEX_FILE, load_index, write_index
+    from pipeline.dedup.summary import cluster_summary
 
     cfg = _config("dedup", params)
     prior_files = []
     for p in cfg.against:
-        d = Path(p) / "dedup_index" if (Path(p) / "dedup_index" / _index_file()).is_file() else Path(p)
-        prior_files.append(file_fingerprint(d / _index_file()) if (d / _index_file()).is_file() else str(d))
+        d = Path(p) / "dedup_index" if (Path(p) / "dedup_index" / INDEX_FILE).is_file() else Path(p)
+        prior_files.append(file_fingerprint(d / INDEX_FILE) if (d / INDEX_FILE).is_file() else str(d))
     key = make_key(
-        unit_code(dedup_clusters, DEDUP_CODE), "dedup-clusters", params, [r["key"] for r in sig_refs], prior_files
+        unit_code(dedup_clusters, "pipeline.dedup.clustering", "pipeline.dedup.index", "pipeline.dedup.summary"),
+        "dedup-clusters",
+        params,
+        [r["key"] for r in sig_refs],
+        prior_files,
     )
 
     def compute(staging: Path) -> dict[str, Any]:
@@ -278,12 +281,6 @@ def dedup_clusters(params: dict[str, Any], sig_refs: list[UnitRef], cache_dir: s
     return run_unit(cache_dir, "dedup-clusters", key, -1, compute)
 
 
-def _index_file() -> str:
-    from pipeline.dedup.stage import INDEX_FILE
-
-    return INDEX_FILE
-
-
 def _rows_digest(frame: pl.DataFrame) -> str:
     """A content hash of a small frame's rows, in id order."""
     return xxhash.xxh3_128_hexdigest(json.dumps(frame.sort("id").rows(), default=str).encode())
@@ -293,13 +290,13 @@ def _rows_digest(frame: pl.DataFrame) -> str:
 def dedup_apply(index: int, in_ref: UnitRef, clusters_ref: UnitRef, cache_dir: str) -> UnitRef:
     """Drop one shard's documents that the clusters remove. Keyed by the removals that touch this shard,
     not by the whole cluster step, so input files added to a run leave untouched shards cached."""
-    from pipeline.dedup.stage import apply_duplicates
+    from pipeline.dedup.apply import apply_duplicates
 
     ids = pl.read_parquet(Path(in_ref["dir"]) / "docs.parquet", columns=["id"])
     removed = (
         pl.scan_parquet(Path(clusters_ref["dir"]) / "removed.parquet").join(ids.lazy(), on="id", how="semi").collect()
     )
-    key = make_key(unit_code(dedup_apply, DEDUP_CODE), "dedup", in_ref["key"], _rows_digest(removed))
+    key = make_key(unit_code(dedup_apply, "pipeline.dedup.apply"), "dedup", in_ref["key"], _rows_digest(removed))
 
     def compute(staging: Path) -> dict[str, Any]:
         df = read_docs(in_ref)
