@@ -115,7 +115,7 @@ def _closure_digest(roots: tuple[str, ...]) -> str:
         h.update(source)
         loads_models |= rel != "pipeline/__init__.py" and b"MODELS_DIR" in source
     if loads_models:  # a shipped model (language ID, quality, perplexity) is code the stage runs
-        for path in sorted(pipeline.MODELS_DIR.iterdir()):
+        for path in sorted(p for p in pipeline.MODELS_DIR.iterdir() if p.is_file()):
             h.update(path.name.encode() + b"\0")
             h.update(file_fingerprint(path).encode())
     return h.hexdigest()

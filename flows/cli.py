@@ -1,33 +1,87 @@
-"""The ``refinery`` command line."""
+"""The ``refinery`` command line: ``run``, ``recipes``, ``show-recipe`` here, every other command in ``flows.commands``.
+
+Startup is kept cheap: this module and the command modules import only typer and rich at module level, so
+``refinery --help`` and ``refinery recipes`` answer without loading Prefect, polars, torch or the stage code;
+each command imports what it needs when it runs. User errors exit 2 through ``flows.cli_options.fail``.
+"""
 
 from __future__ import annotations
 
 import os
 import sys
+import threading
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
-from rich.table import Table
 
 import flows  # noqa: F401  (sets Prefect environment defaults before Prefect is imported)
 from flows import progress as progress_mod
-from flows.cli_options import InputsOption, SourcesOption, fail, input_pairs
+from flows.cli_options import InputsOption, SourcesOption, check_inputs_and_out, fail, input_pairs, start_prefect_api
 from flows.commands import register_all
 
-app = typer.Typer(
-    add_completion=False, no_args_is_help=False, help="Refinery: curate text corpora for LLM pretraining."
-)
-console = Console(stderr=True)
+if TYPE_CHECKING:
+    from rich.progress import Progress, TaskID
+
 SAMPLE_DATA = Path(__file__).resolve().parent.parent / "sample_data"
 # The corpus folders of sample_data/ (its _src/ holds the authored sources the containers are built from).
 SAMPLE_FOLDERS = ("web", "books", "code", "misc")
 
 
+class RefineryApp(typer.Typer):
+    """The Typer app; run as the ``refinery`` console script (no arguments: it reads ``sys.argv``) it ends the
+    process without the interpreter's teardown, which takes seconds once Prefect, torch and presidio are loaded.
+
+    Everything a normal exit does that matters still happens, in the same order: threading's exit calls run
+    and non-daemon threads are joined, atexit handlers run (Prefect stops its temporary server, logging
+    flushes), then stdout and stderr are flushed. Called with arguments, or from a test's CliRunner, it is a
+    plain Typer app.
+    """
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        if args or kwargs:
+            return super().__call__(*args, **kwargs)
+        try:
+            return super().__call__()
+        except SystemExit as stop:
+            _exit_now(stop.code)
+
+
+def _exit_now(code: Any) -> None:
+    """Exit with ``code`` (SystemExit's meaning) after the steps of Python's own exit that have effects outside
+    the process, in its order: ``threading._shutdown`` (the threading atexit calls, where Prefect drains its
+    event and log workers, then joins non-daemon threads), the atexit handlers, the final flush."""
+    import atexit
+
+    shutdown = getattr(threading, "_shutdown", None)
+    if shutdown is None or threading.current_thread() is not threading.main_thread():
+        raise SystemExit(code)  # not the interpreter this was written for: exit the normal way
+    if code is None:
+        status = 0
+    elif isinstance(code, int):
+        status = code
+    else:
+        print(code, file=sys.stderr)
+        status = 1
+    shutdown()
+    atexit._run_exitfuncs()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):  # a closed pipe (`refinery recipes | head -1`)
+            status = status or 120  # what Python's own exit returns when the final flush fails
+    os._exit(status)
+
+
+app = RefineryApp(
+    add_completion=False, no_args_is_help=False, help="Refinery: curate text corpora for LLM pretraining."
+)
+
+
 class RichProgress(progress_mod.Progress):
-    def __init__(self, bar: Progress):
+    """Stage progress shown as rich progress bars, one per stage."""
+
+    def __init__(self, bar: Progress) -> None:
         self.bar = bar
         self.ids: dict[str, TaskID] = {}
         self.totals: dict[str, int] = {}
@@ -40,7 +94,7 @@ class RichProgress(progress_mod.Progress):
         if stage in self.ids:
             self.bar.advance(self.ids[stage], n)
 
-    def finish(self, stage: str, summary: dict) -> None:
+    def finish(self, stage: str, summary: dict[str, Any]) -> None:
         if stage in self.ids:
             self.bar.update(
                 self.ids[stage],
@@ -68,35 +122,40 @@ def run(
     verbose: Annotated[bool, typer.Option(help="Show Prefect's own logs.")] = False,
 ) -> None:
     """Run a curation recipe over the inputs and write a run folder."""
-    from flows.recipe import RecipeError, load_recipe
-    from pipeline.ingest import discover
+    from flows.recipe import RECIPE_DIR, RecipeError, load_recipe, read_named_yaml
 
+    # Cheap checks first (the recipe file, the inputs, the run folder), so that a user error starts nothing.
     try:
-        rec = load_recipe(recipe, seed=seed)
+        read_named_yaml(recipe, RECIPE_DIR, "recipe", RecipeError)
     except RecipeError as err:
         fail(str(err))
-    pairs = [(src, path) for src, path in input_pairs(inputs, sources)]
+    pairs = input_pairs(inputs, sources)
     if not pairs:
-        pairs = [(None, str(SAMPLE_DATA / d)) for d in SAMPLE_FOLDERS]
+        pairs = [[None, str(SAMPLE_DATA / d)] for d in SAMPLE_FOLDERS]
         out = out or Path("runs/sample")
     out = out or Path("runs/run")
     if workers and dask_address:
         fail("give either --workers or --dask-address, not both")
-    from flows.run_folder import RunFolderError, check_run_folder
+    check_inputs_and_out(pairs, out, cache_dir, kind="curate")
 
-    try:
-        discover(pairs)  # fail fast on a missing path, before Prefect starts
-        check_run_folder(out, cache_dir, [p for _, p in pairs])
-    except (FileNotFoundError, ValueError, RunFolderError) as err:
-        fail(str(err))
-
-    if not verbose:
+    if not verbose:  # before Prefect is first imported, which reads its settings once
         os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+    # Prefect's temporary API server boots (a subprocess, seconds) while the recipe's stage code imports.
+    api = start_prefect_api()
+    try:
+        rec = load_recipe(recipe, seed=seed)
+    except RecipeError as err:
+        api.abandon()
+        fail(str(err))
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
     from flows.curate import curate
+    from flows.run_folder import RunFolderError
     from flows.runners import task_runner
 
     flow_fn = curate.with_options(task_runner=task_runner(workers, dask_address)) if workers or dask_address else curate
-
+    console = Console(stderr=True)
     bar = Progress(
         TextColumn("{task.description:<48}"),
         BarColumn(),
@@ -107,15 +166,20 @@ def run(
     )
     progress_mod.set_progress(RichProgress(bar))
     console.print(f"[bold]refinery[/] recipe [cyan]{rec.name}[/] -> {out}")
+    api.wait()
     try:
         with bar:
-            manifest = flow_fn(rec.as_dict(), [list(p) for p in pairs], str(out), str(cache_dir) if cache_dir else None)
+            manifest = flow_fn(rec.as_dict(), pairs, str(out), str(cache_dir) if cache_dir else None)
     except RunFolderError as err:  # another run took the folder between the check and the flow
         fail(str(err))
-    _summary(manifest, out)
+    _summary(manifest, out, console)
 
 
-def _summary(manifest: dict, out: Path) -> None:
+def _summary(manifest: dict[str, Any], out: Path, console: Any) -> None:
+    """The run's per-stage table on stdout; warnings and the report's path on stderr."""
+    from rich.console import Console
+    from rich.table import Table
+
     table = Table(title=f"Run summary ({out})")
     for col in ("stage", "docs in", "docs out", "rejected", "seconds", "cached"):
         table.add_column(col, justify="left" if col == "stage" else "right")
@@ -139,14 +203,28 @@ def _summary(manifest: dict, out: Path) -> None:
         console.print(f"Report: {out / 'report' / 'index.html'}")
 
 
+def recipe_outline(data: Any) -> list[str]:
+    """The stage names of a recipe file's ``stages`` list in the order ``load_recipe`` gives them: the
+    stages a later stage needs added (``train`` needs ``tokenizer`` and ``shards``), sorted by rank.
+    Parameters are not validated, so no stage code is imported."""
+    from flows.stages import STAGES
+
+    names = [item if isinstance(item, str) else next(iter(item)) for item in data["stages"]]
+    i = 0
+    while i < len(names):  # a prerequisite's own prerequisites are added too
+        names += [need for need in STAGES[names[i]].needs if need not in names]
+        i += 1
+    return sorted(names, key=lambda name: STAGES[name].rank)
+
+
 @app.command()
 def recipes() -> None:
     """List the built-in recipes."""
-    from flows.recipe import builtin_recipes, load_recipe
+    from flows.recipe import RECIPE_DIR, RecipeError, builtin_recipes, read_named_yaml
 
     for name in builtin_recipes():
-        rec = load_recipe(name)
-        print(f"{name}: {' -> '.join(s.name for s in rec.stages)}")
+        _, data = read_named_yaml(name, RECIPE_DIR, "recipe", RecipeError)
+        print(f"{name}: {' -> '.join(recipe_outline(data))}")
 
 
 @app.command("show-recipe")
@@ -167,6 +245,7 @@ register_all(app)
 
 
 def main() -> None:  # pragma: no cover
+    """``python -m flows.cli``: the same as the ``refinery`` console script."""
     sys.exit(app())
 
 

@@ -157,12 +157,17 @@ def _redact_input_names(manifest: dict[str, Any], cfg: Any) -> None:
 def _input_fingerprints(inputs: list[list[Any]], refs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     import xxhash
 
-    by_path: dict[str, dict[str, Any]] = {}
+    by_path: dict[str, list[dict[str, Any]]] = {}
     for f in (f for r in refs for f in (r.get("stats") or {}).get("files", [])):
-        # the parts of a file cut into several shards are one file here
-        entry = by_path.setdefault(f["path"], {"path": f["path"], "bytes": 0, "xxh3": f["xxh3"]})
-        entry["bytes"] += f["bytes"]
-    files = sorted(by_path.values(), key=lambda f: f["path"])
+        by_path.setdefault(f["path"], []).append(f)
+    files = []
+    for path, entries in sorted(by_path.items()):
+        # the parts of a file cut into several shards are one file here: its size, and a hash of its parts' hashes
+        entries.sort(key=lambda f: f.get("part_start", 0))
+        digest = entries[0]["xxh3"]
+        if len(entries) > 1:
+            digest = xxhash.xxh3_128_hexdigest("\n".join(str(f["xxh3"]) for f in entries).encode())
+        files.append({"path": path, "bytes": entries[0]["bytes"], "xxh3": digest})
     combined = xxhash.xxh3_128()
     for f in files:
         combined.update(f"{f['path']}\0{f['xxh3']}\n".encode())

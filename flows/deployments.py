@@ -2,7 +2,8 @@
 pydantic validates when a run starts, so a bad schedule parameter fails that run with a clear message.
 
 ``curate_job`` wraps the ``curate`` flow: it resolves the recipe and the input locations the way
-``refinery run`` does and picks the task runner (threads, a local Dask cluster or a running one).
+``refinery run`` does (inputs parsed by ``flows.cli_options.parse_inputs``, the CLI's own parser) and
+picks the task runner (threads, a local Dask cluster or a running one).
 A nightly deployment points it at an input location and a fixed output folder: each night only new
 or changed input files do new work, everything else is a cache hit.
 """
@@ -13,6 +14,8 @@ from typing import Any
 
 from prefect import flow
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from flows.cli_options import parse_inputs
 
 
 class CurateJob(BaseModel):
@@ -45,10 +48,7 @@ class CurateJob(BaseModel):
     @field_validator("inputs")
     @classmethod
     def _inputs_parse(cls, v: list[str]) -> list[str]:
-        from pipeline.ingest import parse_input_arg
-
-        for arg in v:
-            parse_input_arg(arg)  # raises ValueError naming an unknown source
+        parse_inputs(v, prefixed_inputs=True)  # InputError (a ValueError) naming an unknown source
         return v
 
     @field_validator("dask_address")
@@ -65,9 +65,8 @@ class CurateJob(BaseModel):
         return self
 
     def input_pairs(self) -> list[list[Any]]:
-        from pipeline.ingest import parse_input_arg
-
-        return [list(parse_input_arg(a)) for a in self.inputs]
+        """``inputs`` as [source or None, path] pairs, as ``curate`` takes them."""
+        return parse_inputs(self.inputs, prefixed_inputs=True)
 
 
 @flow(name="refinery-curate-job", persist_result=True, result_serializer="json")

@@ -74,7 +74,7 @@ class Curation:
             f"{stage}-{r['index']:05d}.parquet": Path(r["dir"]) / "rejected.parquet" for r in refs if r["rejected"]
         }
         self.rejected.update(parts)
-        if not self.pii_done or stage == "pii":
+        if not self.pii_done:  # `pii`'s own rejected rows are redacted by the stage itself
             self.raw_parts |= set(parts)
         return parts
 
@@ -150,7 +150,7 @@ class Executor:
         start = time.perf_counter()
         cfg = STAGES["ingest"].config_cls()(**params)
         files, warnings = discover([(s, p) for s, p in inputs])
-        groups = group_files(files, int(cfg.shard_mb * 1_000_000), cfg.max_files_per_shard)
+        groups = group_files(files, int(cfg.shard_mb * 1_000_000), cfg.max_files_per_shard, cfg.max_file_mb << 20)
         params = cfg.model_dump(mode="json")
         progress().start("ingest", len(groups))
         args = [(i, [f.to_dict() for f in g], params, self.cache) for i, g in enumerate(groups)]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class Progress:
     """No-op progress sink (the default when a flow runs outside the CLI)."""
@@ -10,16 +12,18 @@ class Progress:
 
     def advance(self, stage: str, n: int = 1) -> None: ...
 
-    def finish(self, stage: str, summary: dict) -> None: ...
+    def finish(self, stage: str, summary: dict[str, Any]) -> None: ...
 
 
 _current: Progress = Progress()
 
 
 def set_progress(progress: Progress) -> None:
+    """Send the progress of the flows run from now on in this process to ``progress``."""
     global _current
     _current = progress
 
 
 def progress() -> Progress:
+    """The progress sink in use."""
     return _current

@@ -47,7 +47,7 @@ STAGES: dict[str, StageInfo] = {
     "filter": StageInfo(
         StageKind.DOCS, "pipeline.filters.stage:FilterConfig", 1, func_path="pipeline.filters.stage:apply_filters"
     ),
-    "dedup": StageInfo(StageKind.DEDUP, "pipeline.dedup.stage:DedupConfig", 1),
+    "dedup": StageInfo(StageKind.DEDUP, "pipeline.dedup.config:DedupConfig", 1),
     "pii": StageInfo(StageKind.DOCS, "pipeline.pii.config:PiiConfig", 1, func_path="pipeline.pii.stage:remove_pii"),
     "line_dedup": StageInfo(
         StageKind.DOCS,

@@ -11,6 +11,7 @@ import os
 import shutil
 import time
 from collections.abc import Callable
+from functools import lru_cache
 from pathlib import Path
 from typing import Any, TypedDict
 
@@ -143,15 +144,32 @@ def _fingerprint_or_none(path: Path) -> str | None:
         return None
 
 
+@lru_cache(maxsize=64)
+def _fingerprint_of(path: str, size: int, mtime_ns: int, inode: int) -> str | None:
+    return _fingerprint_or_none(Path(path))
+
+
+def _known_fingerprint(path: Path) -> str | None:
+    """The content hash of a file a stage's config names (an evaluation set, a model), hashed once per
+    process while the file stays the same (a 126 MB model is not read again for every shard)."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return _fingerprint_of(str(path), st.st_size, st.st_mtime_ns, st.st_ino)
+
+
 @task(name="ingest", task_run_name="ingest-{index}", **TASK_OPTS)
 def ingest_shard(index: int, files: list[dict[str, Any]], params: dict[str, Any], cache_dir: str) -> UnitRef:
     """Read a group of input files (or parts of one big file) into documents and rejected rows."""
     from pipeline.ingest import InputFile, read_file
 
     inputs = [InputFile.from_dict(f) for f in files]  # paths that are not UTF-8 travel as hex
-    fingerprints = [_fingerprint_or_none(f.path) for f in inputs]
+    # a part of a cut file carries the hash of what it reads: the whole file is not hashed once per part
+    fingerprints = [f.fingerprint or _fingerprint_or_none(f.path) for f in inputs]
     described = [
-        (f["display"], f["fmt"], f["source"], f.get("part"), fp) for f, fp in zip(files, fingerprints, strict=True)
+        (f["display"], f["fmt"], f["source"], f.get("reason"), f.get("part"), fp)
+        for f, fp in zip(files, fingerprints, strict=True)
     ]
     key = make_key(unit_code(ingest_shard, "pipeline.ingest"), "ingest", params, described)
 
@@ -165,7 +183,8 @@ def ingest_shard(index: int, files: list[dict[str, Any]], params: dict[str, Any]
         kept = pl.concat(docs, how="vertical") if docs else pl.DataFrame()
         rej = pl.concat(rejected, how="vertical") if rejected else empty_rejected()
         per_file = [
-            {"path": f["display"], "bytes": f["size"], "xxh3": fp, **({"part": f["part"]} if f.get("part") else {})}
+            {"path": f["display"], "bytes": f["part"][3] if f.get("part") else f["size"], "xxh3": fp}
+            | ({"part_start": f["part"][0]} if f.get("part") else {})
             for f, fp in zip(files, fingerprints, strict=True)
         ]
         return write_docs(staging, "ingest", index, kept, rej, kept.height + rej.height, {"files": per_file})
@@ -176,11 +195,13 @@ def ingest_shard(index: int, files: list[dict[str, Any]], params: dict[str, Any]
 @task(name="docs-stage", task_run_name="{stage}-{index}", **TASK_OPTS)
 def doc_stage(stage: str, index: int, params: dict[str, Any], in_ref: UnitRef, cache_dir: str) -> UnitRef:
     """One document stage on one shard: kept and rejected rows."""
-    key = make_key(unit_code(doc_stage, *_stage_modules(stage)), stage, params, in_ref["key"])
+    cfg = _config(stage, params)
+    read = [(str(p), _known_fingerprint(p)) for p in getattr(cfg, "files_read", list)()]
+    code = unit_code(doc_stage, *_stage_modules(stage))
+    key = make_key(code, stage, STAGES[stage].func_path, params, in_ref["key"], read)
 
     def compute(staging: Path) -> dict[str, Any]:
         df = read_docs(in_ref)
-        cfg = _config(stage, params)
         result = STAGES[stage].func()(df, cfg)
         rejected = result.rejected
         if stage == "pii":
@@ -392,7 +413,7 @@ def tokenizer_metrics_task(
     """Compression figures on (up to ``metrics_mb`` of) the validation documents."""
     from pipeline.tokenizer.metrics import tokenizer_metrics
 
-    code = unit_code(tokenizer_metrics_task, "pipeline.tokenizer.metrics")
+    code = unit_code(tokenizer_metrics_task, "pipeline.tokenizer.metrics", "pipeline.shards")
     key = make_key(code, "tokenizer-metrics", params, [r["key"] for r in doc_refs], tok_ref["key"], split_ref["key"])
 
     def compute(staging: Path) -> dict[str, Any]:

@@ -39,6 +39,15 @@ class DecontaminateConfig(BaseModel):
     min_matches: Int = Field(1, ge=1, le=1_000_000, description="shared n-grams that make a document contaminated")
     action: Literal["remove", "flag"] = "remove"
 
+    def files_read(self) -> list[Path]:
+        """The evaluation files this config reads (their content is part of the stage's cache key); a
+        missing path is left to the stage, which says so."""
+        files: list[Path] = []
+        for p in self.eval_paths:
+            q = Path(p)
+            files += sorted(f for f in q.rglob("*") if f.is_file()) if q.is_dir() else [q] if q.is_file() else []
+        return files
+
 
 def _read_eval(path: Path) -> list[str]:
     name = path.name

@@ -80,7 +80,9 @@ def test_curation_flow_and_ablation_base_give_byte_identical_documents(tmp_path:
             "axes": {"quality": [{"name": "none", "stages": []}, {"name": "normalized", "stages": ["normalize"]}]},
         }
     )
-    summary = run_ablation(plan, SAMPLE_INPUTS, tmp_path / "ablation", cache_dir=tmp_path / "cache-b", say=lambda m: None)
+    summary = run_ablation(
+        plan, SAMPLE_INPUTS, tmp_path / "ablation", cache_dir=tmp_path / "cache-b", say=lambda m: None
+    )
     base = summary["base_curation"]
     assert [s["name"] for s in base] == ["normalize", "filter", "dedup", "holdout"]
     units = sorted(base[2]["units"], key=lambda u: u["index"])
@@ -256,3 +258,82 @@ def test_a_plan_sets_any_train_config_field_with_its_one_default() -> None:
     for per_run in ("steps", "seed", "mixture"):
         with pytest.raises(ValueError, match=per_run):
             TrainSettings(**{per_run: 1})
+
+
+# --- edges of cutting files, and what a key must cover ------------------------------------------
+
+
+def _jsonl(path: Path, n: int, seed: int = 0) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    rng = random.Random(seed)
+    path.write_text("".join(json.dumps({"text": f"line {k} " + _words(rng, 30)}) + "\n" for k in range(n)))
+    return path
+
+
+def test_a_file_over_max_file_mb_is_not_cut_and_gives_one_reject(tmp_path: Path) -> None:
+    path = _jsonl(tmp_path / "data" / "big.jsonl", 8000)  # about 1.7 MB
+    assert path.stat().st_size > 1 << 20
+    runs = _run(tmp_path / "cache", [[None, str(path.parent)]], [], shard_mb=0.1, max_file_mb=1)
+    (ref,) = runs["ingest"].refs  # not cut into parts: a file over the limit is rejected whole
+    rejected = pl.read_parquet(Path(ref["dir"]) / "rejected.parquet")
+    assert (ref["docs_out"], rejected.height) == (0, 1) and "too large" in rejected["reason"][0]
+
+
+def test_a_file_changed_after_it_was_cut_is_rejected_per_part_not_misread(tmp_path: Path) -> None:
+    path = _jsonl(tmp_path / "big.jsonl", 3000)
+    (f,), _ = discover([(None, str(path))])
+    parts = split_file(f, 20_000)
+    with path.open("a") as fh:
+        fh.write(json.dumps({"text": "appended later"}) + "\n")
+    results = [read_file(p, IngestConfig()) for p in parts]
+    assert all(d.height == 0 and r.height == 1 for d, r in results)
+    reasons = {r["reason"][0] for _, r in results}
+    assert len(reasons) == 1 and "changed since the run listed it" in reasons.pop()
+    assert len({r["id"][0] for _, r in results}) == len(parts)  # one id per part
+
+
+def test_zero_row_groups_give_no_phantom_part(tmp_path: Path) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    path = tmp_path / "z.parquet"
+    with pq.ParquetWriter(path, pa.schema([("text", pa.string())])) as writer:
+        for k in range(3):
+            writer.write_table(pa.table({"text": [f"row {k}-{i} " + "word " * 200 for i in range(100)]}))
+        for _ in range(3):
+            writer.write_table(pa.table({"text": pa.array([], pa.string())}))
+    (f,), _ = discover([(None, str(path))])
+    parts = split_file(f, 10_000)
+    assert len(parts) >= 2
+    docs, rejected = _frames(parts)
+    assert docs.height == 300 and rejected.height == 0
+
+
+def test_a_cut_parquet_file_counts_its_size_once_in_the_manifest(tmp_path: Path) -> None:
+    from flows.curate import _input_fingerprints
+
+    path = tmp_path / "data" / "big.parquet"
+    path.parent.mkdir()
+    rng = random.Random(1)
+    texts = [f"row {k} " + _words(rng, 40) for k in range(2000)]
+    pl.DataFrame({"text": texts}).write_parquet(path, row_group_size=200, compression="uncompressed")
+    runs = _run(tmp_path / "cache", [[None, str(path.parent)]], [], shard_mb=0.02)
+    assert len(runs["ingest"].refs) >= 2
+    (entry,) = _input_fingerprints([[None, str(path.parent)]], runs["ingest"].refs)
+    assert entry["files"] == 1 and entry["bytes"] == path.stat().st_size
+
+
+def test_a_file_a_stage_reads_is_keyed_by_its_content(tmp_path: Path) -> None:
+    evals = tmp_path / "eval.txt"
+    evals.write_text("a completely unrelated sentence about nothing in particular at all today")
+    specs = [_spec("decontaminate", eval_paths=[str(evals)], ngram=5)]
+    first = _cached(_run(tmp_path / "cache", SAMPLE_INPUTS, specs))["decontaminate"]
+    again = _cached(_run(tmp_path / "cache", SAMPLE_INPUTS, specs))["decontaminate"]
+    evals.write_text("a different evaluation text now sits in the same file and must be seen")
+    changed = _cached(_run(tmp_path / "cache", SAMPLE_INPUTS, specs))["decontaminate"]
+    assert first[0] == 0 and again[0] == again[1] and changed[0] == 0
+
+
+def test_a_shard_size_too_small_to_mean_anything_is_a_config_error() -> None:
+    with pytest.raises(ValueError, match="shard_mb"):
+        IngestConfig(shard_mb=1e-9)

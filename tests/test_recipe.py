@@ -76,7 +76,9 @@ def test_invalid_yaml(tmp_path):
 def test_cli_bad_recipe_exits_2(tmp_path):
     bad = tmp_path / "r.yaml"
     bad.write_text("stages:\n  - ingest\n  - frobnicate\n")
-    proc = run_cli(["run", "--recipe", str(bad), "--input", str(tmp_path), "--out", str(tmp_path / "o")], env=None)
+    data = tmp_path / "data"
+    data.mkdir()
+    proc = run_cli(["run", "--recipe", str(bad), "--input", str(data), "--out", str(tmp_path / "o")], env=None)
     assert proc.returncode == 2
     assert "frobnicate" in proc.stderr
 

@@ -8,7 +8,7 @@ from typing import Annotated, Any
 
 import typer
 
-from flows.cli_options import InputsOption, SourcesOption, fail, input_pairs
+from flows.cli_options import InputsOption, SourcesOption, check_inputs_and_out, fail, input_pairs, named_pairs
 
 
 def register(app: typer.Typer) -> None:
@@ -31,11 +31,7 @@ def register(app: typer.Typer) -> None:
         verbose: Annotated[bool, typer.Option(help="Show Prefect's own logs.")] = False,
     ) -> None:
         """Run an ablation plan: curate each arm, train it with several seeds, compare on one held-out set."""
-        from rich.console import Console
-        from rich.table import Table
-
         from flows.ablation_plan import PlanError, load_plan
-        from pipeline.ingest import discover
 
         overrides: dict[str, Any] = {}
         if seeds is not None:
@@ -49,25 +45,20 @@ def register(app: typer.Typer) -> None:
         except PlanError as err:
             fail(str(err))
         pairs: list[list[Any]] = input_pairs(inputs, sources)
-        extra: list[list[Any]] = []
-        for arg in eval_inputs or []:
-            name, sep, path = arg.partition("=")
-            if not sep or not name or not path:
-                fail(f"--eval-input expects NAME=PATH, got {arg!r}")
-            extra.append([name, path])
+        extra: list[list[Any]] = named_pairs(eval_inputs, "--eval-input")
         if not verbose:  # before Prefect is first imported, which reads its settings once
             os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
         from flows.ablate import sample_inputs
 
         pairs = pairs or sample_inputs()
-        from flows.run_folder import RunFolderError, check_run_folder
+        check_inputs_and_out(pairs, out, cache_dir, kind="ablation", extra=[p for _, p in extra])
+        import json
 
-        try:
-            discover([(s, p) for s, p in pairs] + [(None, p) for _, p in extra])  # fail fast on a missing path
-            check_run_folder(out, cache_dir, [p for _, p in pairs] + [p for _, p in extra], kind="ablation")
-        except (FileNotFoundError, ValueError, RunFolderError) as err:
-            fail(str(err))
+        from rich.console import Console
+        from rich.table import Table
+
         from flows.ablate import ablation_flow
+        from flows.run_folder import RunFolderError
 
         console = Console(stderr=True)
         console.print(f"[bold]refinery ablate[/] plan [cyan]{parsed.name}[/] -> {out}")
@@ -75,8 +66,6 @@ def register(app: typer.Typer) -> None:
             ablation_flow(parsed.model_dump(mode="json"), pairs, str(out), extra, str(cache_dir) if cache_dir else None)
         except (PlanError, RunFolderError) as err:  # what only the data or another run can tell
             fail(str(err))
-        import json
-
         summary = json.loads((out / "summary.json").read_text())
         an = summary["analysis"]
         table = Table(title=f"Final validation bits per byte (mean ± sd over {len(summary['plan']['seeds'])} seeds)")

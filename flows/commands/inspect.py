@@ -5,26 +5,32 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
-import polars as pl
 import typer
 from rich.console import Console
-from rich.table import Table
 
 from flows.cli_options import fail
-from pipeline.report import SNIP_MARGIN, Redactor, pii_redactor
+
+if TYPE_CHECKING:  # polars and the report module load when the command runs, not for `refinery --help`
+    import polars as pl
+
+    from pipeline.report import Redactor
 
 console = Console()
 _PLACEHOLDER = re.compile(r"<[A-Z][A-Z_]*(?::[0-9a-f]{12})?>")
 
 
 def _read(folder: Path) -> pl.DataFrame | None:
+    import polars as pl
+
     files = sorted(folder.glob("*.parquet"))
     return pl.concat([pl.read_parquet(f) for f in files], how="diagonal_relaxed") if files else None
 
 
 def _snippet(text: str | None, chars: int, redact: Redactor | None = None, source: str | None = None) -> str:
+    from pipeline.report import SNIP_MARGIN
+
     if text is None:
         return ""
     flat = " ".join(text.split())
@@ -35,6 +41,8 @@ def _snippet(text: str | None, chars: int, redact: Redactor | None = None, sourc
 
 
 def summary(rejected: pl.DataFrame, redact: Redactor) -> None:
+    from rich.table import Table
+
     counts = rejected.group_by("stage", "reason").len().sort(["stage", "len"], descending=[False, True])
     table = Table(title="Rejected documents by stage and reason")
     for col in ("stage", "reason", "documents"):
@@ -57,6 +65,12 @@ def show_rejected(rows: pl.DataFrame, chars: int, redact: Redactor) -> None:
 
 
 def show_dedup(run: Path, rejected: pl.DataFrame, n: int, seed: int, chars: int, redact: Redactor) -> None:
+    import polars as pl
+    from rich.table import Table
+
+    from pipeline.dedup.apply import removed_vs_kept
+    from pipeline.report import scan_texts
+
     dups = rejected.filter(pl.col("stage") == "dedup")
     if dups.is_empty():
         console.print("No documents were removed as duplicates.")
@@ -71,15 +85,15 @@ def show_dedup(run: Path, rejected: pl.DataFrame, n: int, seed: int, chars: int,
     console.print(table)
     share = dups.group_by("source").len().sort("source")
     console.print("removed by source: " + ", ".join(f"{s}: {c:,}" for s, c in share.iter_rows()))
-    docs = _read(run / "documents")
-    kept = dict(docs.select("id", "text").iter_rows()) if docs is not None else {}
-    for row in dups.sample(min(n, dups.height), seed=seed).sort("id").iter_rows(named=True):
-        pair = Table(title=f"{row['reason']}: {row['id']} (removed) vs {row['duplicate_of']} (kept)", show_lines=True)
+    picked = dups.sample(min(n, dups.height), seed=seed).sort("id")
+    for row in removed_vs_kept(picked, scan_texts(run / "documents")).iter_rows(named=True):
+        title = f"{row['reason']}: {row['removed_id']} (removed) vs {row['kept_id']} (kept)"
+        pair = Table(title=title, show_lines=True)
         pair.add_column("removed", ratio=1)
         pair.add_column("kept", ratio=1)
         src = row["source"]
-        removed = _snippet(row["text"], chars, redact, src)
-        pair.add_row(removed, _snippet(kept.get(row["duplicate_of"]), chars, redact, src) or "(not kept)")
+        removed = _snippet(row["removed_text"], chars, redact, src)
+        pair.add_row(removed, _snippet(row["kept_text"], chars, redact, src) or "(not kept)")
         console.print(pair)
 
 
@@ -103,6 +117,8 @@ def _placeholder_pattern(params: dict[str, Any]) -> re.Pattern[str]:
 def _changed_docs(run: Path, pii: dict[str, Any]) -> pl.DataFrame | None:
     """Documents the ``pii`` stage changed (``pii_count`` > 0), already redacted: from ``documents/``, else from
     the stage's own output units while the work cache holds them. Never the stage's input."""
+    import polars as pl
+
     docs = _read(run / "documents")
     if docs is None or "pii_count" not in docs.columns:
         files = [Path(u["dir"]) / "docs.parquet" for u in pii.get("units", [])]
@@ -123,7 +139,7 @@ def show_pii(run: Path, manifest: dict[str, Any], n: int, seed: int) -> None:
     """What the ``pii`` stage replaced: counts per type, column and source, and sampled documents shown after
     redaction only (snippets around each placeholder, per column). Originals are never read: the stage's
     input may no longer exist, and this view must not show what the stage removed."""
-    names = [s["name"] for s in manifest["stages"]]
+    names = [s.get("name") if isinstance(s, dict) else None for s in manifest["stages"]]
     if "pii" not in names:
         fail("this run has no pii stage")
     pii = manifest["stages"][names.index("pii")]
@@ -162,6 +178,20 @@ def show_pii(run: Path, manifest: dict[str, Any], n: int, seed: int) -> None:
 _NOT_SHOWN = {"id", "source", "lang", "group_id", "split", "pii_types", "pii_count"}
 
 
+def _manifest(run: Path) -> dict[str, Any]:
+    """``run``'s manifest; exit 2 when ``run`` is not a run folder or its manifest cannot be read."""
+    path = run / "manifest.json"
+    if not path.is_file():
+        fail(f"{run} is not a run folder (no manifest.json)")
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as err:
+        fail(f"{path} cannot be read: {err}")
+    if not isinstance(manifest, dict) or not isinstance(manifest.get("stages"), list):
+        fail(f"{path} is not a run manifest (no `stages` list)")
+    return manifest
+
+
 def register(app: typer.Typer) -> None:
     @app.command()
     def inspect(
@@ -175,9 +205,11 @@ def register(app: typer.Typer) -> None:
         chars: Annotated[int, typer.Option(help="Characters of text shown per document.")] = 400,
     ) -> None:
         """Show sampled rejected documents with the reason and statistic that dropped them."""
-        if not (run / "manifest.json").is_file():
-            fail(f"{run} is not a run folder (no manifest.json)")
-        manifest = json.loads((run / "manifest.json").read_text())
+        import polars as pl
+
+        from pipeline.report import pii_redactor
+
+        manifest = _manifest(run)
         rejected = _read(run / "rejected")
         if stage == "pii":
             show_pii(run, manifest, n, seed)

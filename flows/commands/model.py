@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated
 
@@ -11,18 +13,17 @@ import typer
 from flows.cli_options import fail
 
 
-def _find_tokenizer(model_dir: Path) -> Path:
-    """The model folder's own copy, else the path its config names, else the run's tokenizer/."""
+def _find_tokenizer(model_dir: Path) -> Path | None:
+    """The model folder's own copy, else the path its config names, else the run's tokenizer/; None if none."""
     candidates = [model_dir / "tokenizer.model", model_dir.parent / "tokenizer" / "tokenizer.model"]
-    config = model_dir / "config.json"
-    if config.is_file():
-        tok = json.loads(config.read_text()).get("vocab", {}).get("tokenizer")
-        if tok:
-            candidates.insert(1, Path(tok))
-    for path in candidates:
-        if path.is_file():
-            return path
-    raise typer.BadParameter(f"no tokenizer.model found for {model_dir}", param_hint="--model")
+    try:
+        vocab = json.loads((model_dir / "config.json").read_text(encoding="utf-8")).get("vocab") or {}
+        tok = vocab.get("tokenizer") if isinstance(vocab, dict) else None
+    except (OSError, ValueError, AttributeError):
+        tok = None  # an unreadable config is reported when the model loads
+    if isinstance(tok, str) and tok:
+        candidates.insert(1, Path(tok))
+    return next((path for path in candidates if path.is_file()), None)
 
 
 def _model_dir(path: Path) -> Path:
@@ -31,7 +32,19 @@ def _model_dir(path: Path) -> Path:
         if (candidate / "config.json").is_file() and (candidate / "model.safetensors").is_file():
             return candidate
     fail(f"--model {path} is not a trained model folder (no config.json and model.safetensors); e.g. runs/sample/model")
-    raise AssertionError  # unreachable: fail exits
+
+
+@contextmanager
+def _loading(model_dir: Path, what: str = "loaded") -> Iterator[None]:
+    """Exit 2 when the model folder's files cannot be read as a model (truncated, from another tool)."""
+    from safetensors import SafetensorError
+
+    try:
+        yield
+    except typer.Exit:  # a RuntimeError too
+        raise
+    except (OSError, ValueError, KeyError, TypeError, RuntimeError, SafetensorError) as err:
+        fail(f"--model {model_dir} cannot be {what}: {type(err).__name__}: {err}")
 
 
 def register(app: typer.Typer) -> None:
@@ -60,8 +73,12 @@ def register(app: typer.Typer) -> None:
         from model.load import load_model
 
         model = _model_dir(model)
-        net, _ = load_model(model)
-        sp = spm.SentencePieceProcessor(model_file=str(_find_tokenizer(model)))
+        tokenizer = _find_tokenizer(model)
+        if tokenizer is None:
+            fail(f"no tokenizer.model found for {model} (beside it, named in its config.json, or in ../tokenizer)")
+        with _loading(model):
+            net, _ = load_model(model)
+            sp = spm.SentencePieceProcessor(model_file=str(tokenizer))
         cfg = GenerationConfig(
             max_new_tokens=max_new_tokens,
             min_new_tokens=min_new_tokens,
@@ -94,13 +111,11 @@ def register(app: typer.Typer) -> None:
             folder = check_run_folder(out, None, [str(model)], kind="hf-export")
         except RunFolderError as err:
             fail(str(err))
-        try:
-            tokenizer = _find_tokenizer(model)
-        except typer.BadParameter:
-            tokenizer = None  # the weights still export; HF users bring their own tokenizer
+        tokenizer = _find_tokenizer(model)  # None: the weights still export; HF users bring their own tokenizer
         # Written beside, then published file by file: --out may be an earlier export, never the user's files.
         with tempfile.TemporaryDirectory(prefix="refinery-export-") as staging:
-            export_hf(model, Path(staging), tokenizer)
+            with _loading(model, "exported"):
+                export_hf(model, Path(staging), tokenizer)
             try:
                 folder.claim()
             except RunFolderError as err:

@@ -3,19 +3,20 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
-import polars as pl
 import typer
 from rich.console import Console
-from rich.table import Table
 
-from flows.cli_options import fail
+from flows.cli_options import error_text, existing_paths, fail, output_file
+
+if TYPE_CHECKING:  # polars loads when a command runs, not for `refinery --help`
+    import polars as pl
 
 console = Console()
 
 
-def _rule_for(stat: str) -> dict | None:
+def _rule_for(stat: str) -> dict[str, Any] | None:
     """The rule reading ``stat`` (its op says which side is dropped, its family what to compute)."""
     from pipeline.filters.stage import FAMILIES, FilterConfig, rule_table
 
@@ -27,6 +28,8 @@ def _rule_for(stat: str) -> dict | None:
 
 def preview_table(docs: pl.DataFrame, stat: str, op: str, thresholds: list[float]) -> pl.DataFrame:
     """Per source and candidate threshold: documents and tokens (whitespace words) that would go."""
+    import polars as pl
+
     tokens = pl.col("text").fill_null("").str.count_matches(r"\S+")
     d = docs.select("source", pl.col(stat).cast(pl.Float64).alias("v"), tokens.alias("tok"))
     rows = []
@@ -66,6 +69,9 @@ def register(app: typer.Typer) -> None:
 
         The statistic is read from the kept documents; a statistic the run did not compute (its rule
         family was off) is computed now with the published defaults."""
+        import polars as pl
+        from rich.table import Table
+
         from pipeline.filters.stage import FAMILIES, STAT_COLUMNS, FilterConfig, compute_stats
 
         try:  # arguments first, before any file is read
@@ -74,6 +80,8 @@ def register(app: typer.Typer) -> None:
             fail(f"--at expects comma-separated numbers, got {at!r}")
         if op is not None and op not in ("<", "<=", ">", ">="):
             fail("--op must be one of <, <=, >, >=")
+        if not run_dir.is_dir():
+            fail(f"{run_dir} is not a run folder")
         files = sorted((run_dir / "documents").glob("*.parquet"))
         if not files:
             fail(f"no documents in {run_dir / 'documents'}")
@@ -127,11 +135,13 @@ def register(app: typer.Typer) -> None:
         """Train the fastText quality classifier; writes OUT and OUT.json (training-data fingerprint)."""
         from pipeline.quality.classifier import TrainQualityConfig, train_quality
 
-        for p in [*positive, *negative]:
-            if not p.exists():
-                fail(f"input not found: {p}")
-        cfg = TrainQualityConfig(epoch=epoch, seed=seed, quantize=out.suffix == ".ftz")
-        meta = train_quality(positive, negative, out, cfg)
+        existing_paths([*positive, *negative])
+        output_file(out, "--out")
+        try:
+            cfg = TrainQualityConfig(epoch=epoch, seed=seed, quantize=out.suffix == ".ftz")
+            meta = train_quality(positive, negative, out, cfg)
+        except ValueError as err:  # a setting out of its bounds, or no usable text in one class
+            fail(error_text(err))
         console.print(
             f"wrote {out} ({meta['bytes'] / 1e6:.2f} MB, {meta['examples_per_class']} examples per class, "
             f"training data sha256 {meta['training_data_sha256'][:16]}...)"
@@ -149,6 +159,8 @@ def register(app: typer.Typer) -> None:
         from pipeline.quality.classifier import read_texts
         from pipeline.quality.perplexity import train_lm
 
+        existing_paths([*reference, *calibrate])
+        output_file(out, "--out")
         texts = read_texts(reference)
         if not texts:
             fail("no reference text found")

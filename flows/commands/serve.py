@@ -9,7 +9,6 @@ its SIGTERM, it stayed for over a minute.
 
 from __future__ import annotations
 
-import asyncio
 import importlib
 import os
 import signal
@@ -17,11 +16,15 @@ import sys
 import threading
 from datetime import timedelta
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-import yaml
 from rich.console import Console
+
+from flows.cli_options import error_text, fail
+
+if TYPE_CHECKING:  # asyncio loads when serving starts, not for `refinery --help`
+    import asyncio
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_FILE = REPO_ROOT / "prefect.yaml"
@@ -34,13 +37,22 @@ class ServeError(ValueError):
 
 def read_deployments(path: Path) -> list[dict[str, Any]]:
     """The ``deployments`` list of a prefect.yaml (safe-loaded: no YAML tags that build objects)."""
+    import yaml
+
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except (OSError, yaml.YAMLError) as err:
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as err:
         raise ServeError(f"{path}: {err}") from None
-    deployments = data.get("deployments")
+    deployments = data.get("deployments") if isinstance(data, dict) else None
     if not isinstance(deployments, list) or not deployments:
         raise ServeError(f"{path}: no `deployments` list")
+    bad = [
+        i
+        for i, d in enumerate(deployments)
+        if not (isinstance(d, dict) and isinstance(d.get("name"), str) and isinstance(d.get("entrypoint"), str))
+    ]
+    if bad:
+        raise ServeError(f"{path}: deployments[{bad[0]}] is not a mapping with a `name` and an `entrypoint`")
     return deployments
 
 
@@ -58,17 +70,21 @@ def schedules_of(spec: dict[str, Any]) -> list[Any]:
     """prefect.yaml ``schedules`` entries (cron / interval / rrule) as Prefect schedule objects."""
     from prefect.schedules import Cron, Interval, RRule
 
-    out = []
+    out: list[Any] = []
     for s in spec.get("schedules") or []:
-        active = s.get("active", True)
-        if "cron" in s:
-            out.append(Cron(s["cron"], timezone=s.get("timezone"), active=active))
-        elif "interval" in s:
-            out.append(Interval(timedelta(seconds=float(s["interval"])), timezone=s.get("timezone"), active=active))
-        elif "rrule" in s:
-            out.append(RRule(s["rrule"], timezone=s.get("timezone"), active=active))
-        else:
+        if not isinstance(s, dict) or not {"cron", "interval", "rrule"} & set(s):
             raise ServeError(f"deployment {spec.get('name')!r}: unknown schedule {s!r}")
+        active = s.get("active", True)
+        try:
+            if "cron" in s:
+                out.append(Cron(s["cron"], timezone=s.get("timezone"), active=active))
+            elif "interval" in s:
+                seconds = timedelta(seconds=float(s["interval"]))
+                out.append(Interval(seconds, timezone=s.get("timezone"), active=active))
+            else:
+                out.append(RRule(s["rrule"], timezone=s.get("timezone"), active=active))
+        except (ValueError, TypeError, OverflowError) as err:
+            raise ServeError(f"deployment {spec.get('name')!r}: schedule {s!r}: {error_text(err)}") from None
     return out
 
 
@@ -86,16 +102,21 @@ def build_deployment(spec: dict[str, Any], overrides: dict[str, Any], schedules:
         try:
             params["job"] = CurateJob(**job).model_dump(mode="json", exclude_none=True)
         except ValueError as err:
-            raise ServeError(f"deployment {spec['name']!r}: {err}") from None
+            raise ServeError(f"deployment {spec['name']!r}: {error_text(err, 'job')}") from None
+    from prefect.exceptions import ParameterTypeError
+
     limit = spec.get("concurrency_limit")
-    return flow_obj.to_deployment(
-        name=spec["name"],
-        description=" ".join(str(spec.get("description") or "").split()) or None,
-        tags=list(spec.get("tags") or []),
-        parameters=params,
-        schedules=schedules if schedules is not None else schedules_of(spec),
-        concurrency_limit=ConcurrencyLimitConfig(**limit) if isinstance(limit, dict) else limit,
-    )
+    try:
+        return flow_obj.to_deployment(
+            name=spec["name"],
+            description=" ".join(str(spec.get("description") or "").split()) or None,
+            tags=list(spec.get("tags") or []),
+            parameters=params,
+            schedules=schedules if schedules is not None else schedules_of(spec),
+            concurrency_limit=ConcurrencyLimitConfig(**limit) if isinstance(limit, dict) else limit,
+        )
+    except (ValueError, TypeError, ParameterTypeError) as err:  # parameters or limits the flow cannot take
+        raise ServeError(f"deployment {spec['name']!r}: {error_text(err)}") from None
 
 
 STOP_GRACE_S = 6.0  # from a signal to a forced exit; the forced exit itself takes at most ~2 s (promise: 10 s)
@@ -126,6 +147,8 @@ class _Stop:
         self.loop.call_soon_threadsafe(self._stop_runner)
 
     def _stop_runner(self) -> None:
+        import asyncio
+
         if self.runner.started:
             # Stops polling and cancels in-flight runs (SIGTERM, then Prefect waits for them); start() returns.
             asyncio.ensure_future(self.runner.astop())
@@ -137,6 +160,8 @@ def _force_exit(signum: int) -> None:
     """A flow run that outlives its SIGTERM, or an API that is gone, holds the stop up: kill the flow-run
     processes, mark their runs crashed (a run left "Running" would hold its deployment's concurrency slot
     for good), end any other child (a temporary Prefect server) and exit now."""
+    import asyncio
+
     import psutil
 
     children = psutil.Process().children(recursive=True)
@@ -182,6 +207,8 @@ async def _mark_crashed(run_ids: list[str]) -> None:
 
 async def _pause(deployment_ids: list[Any]) -> None:
     """Pause the served schedules (what Prefect's serve does on shutdown), giving up after PAUSE_TIMEOUT_S."""
+    import asyncio
+
     from prefect.client.orchestration import get_client
 
     try:
@@ -195,6 +222,8 @@ async def _pause(deployment_ids: list[Any]) -> None:
 def serve_until_signalled(deployments: list[Any], limit: int | None, banner: str) -> None:
     """Prefect's ``serve(*deployments, limit=limit)``, with a stop on SIGTERM or SIGINT that is bounded in time;
     ``banner`` is printed once the deployments are registered."""
+    import asyncio
+
     from prefect.runner import Runner
 
     stop = _Stop()
@@ -253,13 +282,11 @@ def register(app: typer.Typer) -> None:
         try:
             specs = read_deployments(file)
         except ServeError as err:
-            console.print(f"[bold red]error:[/] {err}")
-            raise typer.Exit(2) from None
-        names = [s.get("name") for s in specs]
+            fail(str(err))
+        names = [str(s.get("name")) for s in specs]
         unknown = sorted(set(deployment or []) - set(names))
         if unknown:
-            console.print(f"[bold red]error:[/] no deployment {', '.join(unknown)} in {file} (has: {', '.join(names)})")
-            raise typer.Exit(2)
+            fail(f"no deployment {', '.join(unknown)} in {file} (has: {', '.join(names)})")
         overrides = {
             k: v
             for k, v in {
@@ -278,7 +305,10 @@ def register(app: typer.Typer) -> None:
         elif cron or interval:
             from prefect.schedules import Cron, Interval
 
-            schedules = [Cron(cron)] if cron else [Interval(timedelta(seconds=interval or 0))]
+            try:
+                schedules = [Cron(cron)] if cron else [Interval(timedelta(seconds=interval or 0))]
+            except (ValueError, OverflowError) as err:
+                fail(f"--cron/--interval: {error_text(err)}")
         built = []
         for spec in specs:
             if deployment and spec.get("name") not in deployment:
@@ -287,11 +317,10 @@ def register(app: typer.Typer) -> None:
             try:
                 built.append(build_deployment(spec, overrides if is_curation else {}, schedules))
             except ServeError as err:
-                if deployment:  # asked for by name: a broken entry is an error
-                    console.print(f"[bold red]error:[/] {err}")
-                    raise typer.Exit(2) from None
+                # Asked for by name, or given curation settings on the command line: a broken entry is an error.
+                if deployment or (is_curation and overrides):
+                    fail(str(err))
                 console.print(f"[yellow]skipped:[/] {err}")
         if not built:
-            console.print("[bold red]error:[/] nothing to serve")
-            raise typer.Exit(2)
+            fail("nothing to serve")
         serve_until_signalled(built, limit, f"serving {', '.join(d.name for d in built)} from {file}")

@@ -86,6 +86,9 @@ def read_file(f: InputFile, cfg: IngestConfig | None = None) -> tuple[pl.DataFra
         return reject(f"unreadable: {e}")
     if not stat.S_ISREG(before.st_mode):
         return reject(f"not a regular file: {file_kind(before.st_mode)}")
+    if f.part is not None and (before.st_size, before.st_mtime_ns) != tuple(f.part[3:5]):
+        # the file was cut into parts when the run listed it: a changed file would shift every range
+        return reject(f"changed since the run listed it: size {f.part[3]} -> {before.st_size} bytes")
     size = before.st_size
     if size > cfg.max_file_mb << 20:
         return reject(f"file too large: {size / (1 << 20):.0f} MB > max_file_mb={cfg.max_file_mb}")

@@ -123,8 +123,17 @@ class Sink:
 def file_reject(f: InputFile, cfg: IngestConfig, reason: str, default_source: str = "other"):
     """Frames holding a single file-level reject."""
     sink = Sink(f, cfg, default_source)
-    sink.reject(None, reason)
+    sink.reject(part_locator(f), reason)
     return sink.frames()
+
+
+def part_locator(f: InputFile) -> str | None:
+    """The locator of a reject about a whole part of a cut file (None for a whole file): each part's
+    file-level reject gets its own id."""
+    if f.part is None:
+        return None
+    unit = "row groups" if f.fmt == "parquet" else "bytes"
+    return f"{unit} {f.part[0]}-{f.part[1]}"
 
 
 # --- opening files, size limits ----------------------------------------------------------

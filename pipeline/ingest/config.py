@@ -55,7 +55,7 @@ class IngestConfig(BaseModel):
     characters, sharing a ``group_id`` (0 keeps each book whole)."""
     reject_http_errors: bool = True
     """Reject WARC responses whose HTTP status is not 2xx (error pages, redirects)."""
-    shard_mb: Float = Field(16.0, gt=0, le=MAX_MB)
+    shard_mb: Float = Field(16.0, ge=0.001, le=MAX_MB)
     """Orchestration: input files are grouped into ingest shards of about this many MB (on disk).
     ``read_file`` ignores it; the flow uses it to cut the file list (one big file forms its own shard)."""
     max_files_per_shard: Int = Field(2000, ge=1, le=10_000_000)
@@ -94,8 +94,10 @@ class InputFile:
     the real path, possibly holding surrogate escapes. ``source`` is the forced source (``--source``)
     or None. ``reason`` says why an entry of a ``PROBLEM_FMTS`` format cannot be read. ``part`` is set
     when a big file is cut into several units of work (``pipeline.ingest.grouping``): (start, end,
-    lines before start) of a JSONL file, a byte range whose ends are line starts, or (first, end, rows
-    before first) of a Parquet file's row groups; ``size`` is then the part's.
+    lines before start, file size, file mtime_ns) of a JSONL file, a byte range whose ends are line
+    starts, or (first, end, rows before first, ...) of a Parquet file's row groups; the file's size and
+    modification time when it was cut tell a reader that it changed since. ``size`` is then the part's
+    and ``fingerprint`` the content hash of what the part reads (set by whoever has read it already).
     """
 
     path: Path
@@ -104,7 +106,8 @@ class InputFile:
     source: str | None
     size: int
     reason: str | None = None
-    part: tuple[int, int, int] | None = None
+    part: tuple[int, int, int, int, int] | None = None
+    fingerprint: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-safe dict that :meth:`from_dict` turns back into an equal InputFile.

@@ -74,7 +74,7 @@ def read_jsonl(f: InputFile, cfg: IngestConfig) -> tuple[pl.DataFrame, pl.DataFr
         stream = open_decompressed(fh, f.path.name) if f.part is None else fh
         end = None
         if f.part is not None:  # an uncompressed file cut into line-aligned byte ranges: ours
-            start, end, lineno = f.part
+            start, end, lineno = f.part[:3]
             fh.seek(start)
         try:
             while (end is None or fh.tell() < end) and (raw := stream.readline(cap + 1)):
@@ -192,14 +192,16 @@ def read_parquet(f: InputFile, cfg: IngestConfig) -> tuple[pl.DataFrame, pl.Data
         names = pf.schema_arrow.names
         if not any(c in names for c in (*_TEXT_FIELDS, cfg.jsonl_html_field)):
             # Every row is an input record: each gets its reject, so the accounting holds row by row.
-            first, last, start = f.part or (0, pf.metadata.num_row_groups, 0)
+            first, last, start = f.part[:3] if f.part else (0, pf.metadata.num_row_groups, 0)
             stop = start + sum(
                 pf.metadata.row_group(rg).num_rows for rg in range(first, min(last, pf.metadata.num_row_groups))
             )
             for row in range(start, min(stop, pf.metadata.num_rows)):
                 sink.reject(row, "parquet: no text column")
             return sink.frames()
-        first, last, row = f.part or (0, pf.metadata.num_row_groups, 0)  # rows numbered from the file's start
+        first, last, row = (
+            f.part[:3] if f.part else (0, pf.metadata.num_row_groups, 0)
+        )  # rows numbered from the file's start
         try:
             for rg in range(first, min(last, pf.metadata.num_row_groups)):
                 meta = pf.metadata.row_group(rg)

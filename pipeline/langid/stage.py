@@ -54,6 +54,15 @@ class LangIdConfig(BaseModel):
     # The head of a long book decides its majority language.
     max_chars: Int = Field(4000, ge=1, le=MAX_DOC_CHARS, description="characters per document shown to the model")
 
+    def files_read(self) -> list[Path]:
+        """A model file other than ours (part of the stage's cache key; ours are part of its code)."""
+        if self.model in _OURS:
+            return []
+        try:
+            return [model_path(self.model)]
+        except (FileNotFoundError, RuntimeError):  # the stage reports it
+            return []
+
 
 _OURS = {"linear75": "lid_linear75.npz", "lingua75": "lid_lingua75.ftz"}
 

@@ -55,6 +55,10 @@ class QualityConfig(BaseModel):
         20_000, ge=1, le=MAX_DOC_CHARS, description="characters shown to the classifier (the head of long documents)"
     )
 
+    def files_read(self) -> list[Path]:
+        """A user's model file (part of the stage's cache key; the shipped one is part of its code)."""
+        return [] if self.model == "builtin" else [Path(self.model)]
+
 
 def model_file(name: str) -> Path:
     path = DEFAULT_MODEL if name == "builtin" else Path(name)

@@ -55,6 +55,10 @@ class PerplexityConfig(BaseModel):
     apply_to: list[str] = Field(default_factory=lambda: ["web", "book", "other"])
     max_chars: Int = Field(20_000, ge=1, le=MAX_DOC_CHARS, description="characters scored (the head of long documents)")
 
+    def files_read(self) -> list[Path]:
+        """A user's model file (part of the stage's cache key; the shipped one is part of its code)."""
+        return [] if self.model == "builtin" else [Path(self.model)]
+
     @model_validator(mode="after")
     def _ordered(self) -> PerplexityConfig:
         for source, (lo, hi) in self.cutoffs.items():
