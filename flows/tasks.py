@@ -168,7 +168,9 @@ def ingest_shard(index: int, files: list[dict[str, Any]], params: dict[str, Any]
     # a part of a cut file carries the hash of what it reads: the whole file is not hashed once per part
     fingerprints = [f.fingerprint or _fingerprint_or_none(f.path) for f in inputs]
     described = [
-        (f["display"], f["fmt"], f["source"], f.get("reason"), f.get("part"), fp)
+        # a part is named by its range, not the file's size and time: appending to a big JSONL file
+        # leaves its earlier parts cached
+        (f["display"], f["fmt"], f["source"], f.get("reason"), (f.get("part") or [])[:3], fp)
         for f, fp in zip(files, fingerprints, strict=True)
     ]
     key = make_key(unit_code(ingest_shard, "pipeline.ingest"), "ingest", params, described)

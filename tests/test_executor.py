@@ -337,3 +337,15 @@ def test_a_file_a_stage_reads_is_keyed_by_its_content(tmp_path: Path) -> None:
 def test_a_shard_size_too_small_to_mean_anything_is_a_config_error() -> None:
     with pytest.raises(ValueError, match="shard_mb"):
         IngestConfig(shard_mb=1e-9)
+
+
+def test_appending_to_a_big_jsonl_file_recomputes_only_its_last_parts(tmp_path: Path) -> None:
+    path = _jsonl(tmp_path / "data" / "big.jsonl", 3000)
+    first = _cached(_run(tmp_path / "cache", [[None, str(path.parent)]], [_spec("normalize")], shard_mb=0.05))
+    assert first["ingest"][1] >= 5
+    with path.open("a") as fh:
+        fh.write("".join(json.dumps({"text": f"appended {k} and more words"}) + "\n" for k in range(50)))
+    again = _cached(_run(tmp_path / "cache", [[None, str(path.parent)]], [_spec("normalize")], shard_mb=0.05))
+    for stage in ("ingest", "normalize"):
+        hit, n = again[stage]
+        assert n - hit <= 2 and hit >= n - 2 >= 3, (stage, again)
