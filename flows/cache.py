@@ -12,7 +12,6 @@ finished and a rerun skips it.
 from __future__ import annotations
 
 import ast
-import inspect
 import json
 import os
 import shutil
@@ -102,7 +101,17 @@ def module_closure(roots: tuple[str, ...]) -> tuple[str, ...]:
 
 @cache
 def _function_source(fn: Callable[..., Any]) -> str:
-    return inspect.getsource(getattr(fn, "fn", fn))  # a Prefect task's function, or a plain one
+    """The source of ``fn`` (a Prefect task's function, or a plain one) as its module file holds it. Read
+    from the file, not with ``inspect``: a function shipped to a Dask worker by value has no source."""
+    fn = getattr(fn, "fn", fn)
+    path = _module_file(fn.__module__)
+    if path is None:
+        raise ValueError(f"{fn.__module__}.{fn.__qualname__} is not in a project module: it cannot be versioned")
+    text = _source(path).decode()
+    for node in ast.parse(text).body:
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) and node.name == fn.__qualname__:
+            return ast.get_source_segment(text, node) or ""
+    raise ValueError(f"{fn.__module__}.{fn.__qualname__}: no top-level function of that name in {path}")
 
 
 @cache

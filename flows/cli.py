@@ -203,24 +203,10 @@ def _summary(manifest: dict[str, Any], out: Path, console: Any) -> None:
         console.print(f"Report: {out / 'report' / 'index.html'}")
 
 
-def recipe_outline(data: Any) -> list[str]:
-    """The stage names of a recipe file's ``stages`` list in the order ``load_recipe`` gives them: the
-    stages a later stage needs added (``train`` needs ``tokenizer`` and ``shards``), sorted by rank.
-    Parameters are not validated, so no stage code is imported."""
-    from flows.stages import STAGES
-
-    names = [item if isinstance(item, str) else next(iter(item)) for item in data["stages"]]
-    i = 0
-    while i < len(names):  # a prerequisite's own prerequisites are added too
-        names += [need for need in STAGES[names[i]].needs if need not in names]
-        i += 1
-    return sorted(names, key=lambda name: STAGES[name].rank)
-
-
 @app.command()
 def recipes() -> None:
     """List the built-in recipes."""
-    from flows.recipe import RECIPE_DIR, RecipeError, builtin_recipes, read_named_yaml
+    from flows.recipe import RECIPE_DIR, RecipeError, builtin_recipes, read_named_yaml, recipe_outline
 
     for name in builtin_recipes():
         _, data = read_named_yaml(name, RECIPE_DIR, "recipe", RecipeError)

@@ -90,8 +90,8 @@ def describe_errors(err: ValidationError, prefix: str = "") -> list[str]:
         msg = e["msg"].removeprefix("Value error, ")
         value = e.get("input")
         # The offending value helps when it is a scalar (1e11 read as a float, "1e11" as a string);
-        # cross-field messages already quote theirs.
-        quoted = e["type"] in ("extra_forbidden", "missing", "cross_field")
+        # cross-field messages and custom validators' (``value_error``) already quote theirs.
+        quoted = e["type"] in ("extra_forbidden", "missing", "cross_field", "value_error")
         if not quoted and isinstance(value, str | int | float | None):
             shown = repr(value)
             msg += f" (got {shown if len(shown) <= 60 else shown[:57] + '...'}"
@@ -147,15 +147,31 @@ def _check_order(recipe: Recipe) -> None:
             raise RecipeError(f"stage `{b}` cannot come after `{a}`")
 
 
+def stage_order(names: list[str]) -> list[str]:
+    """``names`` (known stage names) with the stages they need added (`shards` needs a tokenizer, `train`
+    needs shards and a tokenizer; a prerequisite's own prerequisites too), sorted by rank, stable: the order
+    a recipe's stages run in. Only the registry is read, so no stage code is imported."""
+    out = list(names)
+    i = 0
+    while i < len(out):
+        out += [need for need in STAGES[out[i]].needs if need not in out]
+        i += 1
+    return sorted(out, key=lambda name: STAGES[name].rank)
+
+
+def recipe_outline(data: Any) -> list[str]:
+    """The stage names of a recipe file's ``stages`` list in the order ``load_recipe`` gives them
+    (:func:`stage_order`). Parameters are not validated, so no stage code is imported."""
+    return stage_order([item if isinstance(item, str) else next(iter(item)) for item in data["stages"]])
+
+
 def _add_prerequisites(recipe: Recipe) -> None:
-    """`shards` needs a tokenizer, `train` needs shards: add them with defaults when missing."""
-    for name in ("train", "shards"):
-        if recipe.stage(name) is None:
-            continue
-        for need in STAGES[name].needs:
-            if recipe.stage(need) is None:
-                recipe.stages.append(StageSpec(name=need, config=STAGES[need].config_cls()(), implicit=True))
-    recipe.stages.sort(key=lambda s: STAGES[s.name].rank)
+    """Add the stages that later ones need (:func:`stage_order`), with defaults, and sort by rank."""
+    given = {s.name: s for s in recipe.stages}  # names are distinct: _check_order ran first
+    recipe.stages = [
+        given.get(name) or StageSpec(name=name, config=STAGES[name].config_cls()(), implicit=True)
+        for name in stage_order(list(given))
+    ]
 
 
 def _apply_seed(recipe: Recipe) -> None:
@@ -196,7 +212,15 @@ def read_named_yaml(name_or_path: str, folder: Path, kind: str, error: type[Exce
     try:
         return path, yaml.safe_load(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as err:
-        raise error(f"{path}: not valid YAML: {err}") from None
+        raise error(f"{path}: not valid YAML: {_yaml_problem(err)}") from None
+
+
+def _yaml_problem(err: yaml.YAMLError) -> str:
+    """``line L, column C: problem`` of a YAML error (1-based, where the parser stopped), on one line."""
+    mark, problem = getattr(err, "problem_mark", None), getattr(err, "problem", None)
+    if not problem:
+        return " ".join(str(err).split())
+    return f"line {mark.line + 1}, column {mark.column + 1}: {problem}" if mark is not None else problem
 
 
 def load_recipe(name_or_path: str, seed: int | None = None) -> Recipe:

@@ -8,7 +8,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from pipeline.bounds import MAX_DOC_CHARS, Float, Int
-from pipeline.pii.recognizers import SECRET_PATTERNS
+from pipeline.pii.secret_patterns import SECRET_PATTERNS
 from pipeline.schema import SOURCES
 
 # Presidio's own recognizers (offline, regex + checksum) first, then Refinery's secret recognizers.

@@ -24,8 +24,9 @@ from presidio_analyzer.predefined_recognizers import (
 )
 
 from pipeline.pii.config import PiiConfig
-from pipeline.pii.recognizers import SECRET_PATTERNS, SecretRecognizer
+from pipeline.pii.recognizers import SecretRecognizer
 from pipeline.pii.scoring import guarded_score, resolve_overlaps, worth_a_look
+from pipeline.pii.secret_patterns import SECRET_PATTERNS
 
 # The IP pre-check's alternatives: dotted quad, "::" next to a hex group holding a digit, >= 3 "hex:" groups
 # (written out, not "(?:hex:){3,}": the same texts match, and Rust's regex crate then scans for the inner

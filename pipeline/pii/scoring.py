@@ -12,7 +12,7 @@ from presidio_analyzer import RecognizerResult
 from presidio_analyzer.predefined_recognizers import PhoneRecognizer
 
 from pipeline.pii.config import IP_RANGES
-from pipeline.pii.recognizers import SECRET_PATTERNS
+from pipeline.pii.secret_patterns import SECRET_PATTERNS
 
 # Overlaps are resolved by this rank first (lower wins), then score: a specific, validated shape (a key,
 # an IBAN, the credentials of a URL) beats a generic one (an e-mail inside "user:pass@host", a phone-like
