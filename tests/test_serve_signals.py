@@ -9,6 +9,7 @@ import os
 import signal
 import subprocess
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 from typing import Any
@@ -81,10 +82,20 @@ def _kill(proc: subprocess.Popen) -> None:
 
 
 def _api(env: dict[str, str], path: str, body: dict | None = None) -> Any:
+    """A call to the test's Prefect API; a 503 (the SQLite-backed server busy on a loaded machine) is
+    retried, as Prefect's own client does."""
     data = None if body is None else json.dumps(body).encode()
-    req = urllib.request.Request(env["PREFECT_API_URL"] + path, data=data, headers={"Content-Type": "application/json"})
-    with urllib.request.urlopen(req, timeout=10) as resp:
-        return json.loads(resp.read())
+    for attempt in range(5):
+        req = urllib.request.Request(
+            env["PREFECT_API_URL"] + path, data=data, headers={"Content-Type": "application/json"}
+        )
+        try:
+            with urllib.request.urlopen(req, timeout=10) as resp:
+                return json.loads(resp.read())
+        except urllib.error.HTTPError as err:
+            if err.code != 503 or attempt == 4:
+                raise
+            time.sleep(1 + attempt)
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
