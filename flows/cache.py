@@ -15,6 +15,7 @@ import ast
 import json
 import os
 import shutil
+import threading
 import uuid
 from collections.abc import Callable
 from functools import cache, lru_cache
@@ -130,17 +131,25 @@ def _closure_digest(roots: tuple[str, ...]) -> str:
     return h.hexdigest()
 
 
+# Task threads compute versions concurrently, and CPython 3.11's ast.parse is not thread-safe ("AST
+# constructor recursion depth mismatch"): one thread at a time parses; the results are memoised.
+_CODE_LOCK = threading.Lock()
+
+
 def unit_code(fn: Callable[..., Any] | None, *roots: str) -> str:
     """The code version of a unit run by ``fn`` (a task) calling into the modules ``roots``."""
-    text = _function_source(fn) if fn is not None else ""
-    digest = xxhash.xxh3_64_hexdigest(f"{_closure_digest(tuple(sorted(roots)))}\0{text}".encode())
+    with _CODE_LOCK:
+        text = _function_source(fn) if fn is not None else ""
+        closure = _closure_digest(tuple(sorted(roots)))
+    digest = xxhash.xxh3_64_hexdigest(f"{closure}\0{text}".encode())
     return f"{pipeline.__version__}/{UNIT_FORMAT}/{digest}"
 
 
 def clear_code_versions() -> None:
     """Forget the memoised versions (tests that stand in an edited module call this)."""
-    for cached in (module_closure, _function_source, _closure_digest):
-        cached.cache_clear()
+    with _CODE_LOCK:
+        for cached in (module_closure, _function_source, _closure_digest):
+            cached.cache_clear()
 
 
 def make_key(code: str, *parts: Any) -> str:
