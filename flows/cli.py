@@ -78,6 +78,24 @@ app = RefineryApp(
 )
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        import pipeline
+        from flows.cache import code_version
+
+        typer.echo(f"refinery {pipeline.__version__} (code {code_version()})")
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(
+    version: bool = typer.Option(
+        False, "--version", callback=_print_version, is_eager=True, help="Print the version and code fingerprint."
+    ),
+) -> None:
+    """Refinery: curate text corpora for LLM pretraining."""
+
+
 class RichProgress(progress_mod.Progress):
     """Stage progress shown as rich progress bars, one per stage."""
 

@@ -385,9 +385,10 @@ def write_pages(report_dir: Path, title: str, intro: str, sections: list[Section
     md = [f"# {title}", "", intro, ""] + [line for s in sections for line in s.md]
     atomic_write_bytes(report_dir / "report.md", "\n".join(md).encode())
     body = "".join("".join(s.html) for s in sections)
+    plain = title.replace("`", "")  # Markdown code marks are for report.md only
     page = (
-        f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
-        f"<style>{_CSS}</style></head><body><h1>{html.escape(title)}</h1><p>{html.escape(intro)}</p>"
+        f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(plain)}</title>"
+        f"<style>{_CSS}</style></head><body><h1>{html.escape(plain)}</h1><p>{html.escape(intro)}</p>"
         f"{body}</body></html>"
     )
     atomic_write_bytes(report_dir / "index.html", page.encode())

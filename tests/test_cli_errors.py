@@ -312,3 +312,12 @@ def test_the_cli_module_imports_no_heavy_library() -> None:
     code = f"import sys, flows.cli; print([m for m in {heavy!r} if m in sys.modules])"
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_version_prints_the_version_and_code_fingerprint() -> None:
+    import pipeline
+    from flows.cache import code_version
+
+    result = CliRunner().invoke(app, ["--version"])
+    assert result.exit_code == 0
+    assert result.output.strip() == f"refinery {pipeline.__version__} (code {code_version()})"

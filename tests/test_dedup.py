@@ -558,3 +558,14 @@ def test_memory_budget_plan() -> None:
     parts, on_disk = _plan(10_000_000, 11, DedupConfig(memory_mb=64))
     assert on_disk and parts > 1 and 10_000_000 * 40 / parts <= 64 << 20
     assert _plan(10, 11, DedupConfig(partitions=3)) == (3, True)
+
+
+def test_report_lists_cluster_sizes_in_numeric_order() -> None:
+    import json
+
+    from pipeline.dedup.summary import dedup_report_rows
+
+    hist = {"2": 5, "3": 1, "4": 0, "5-9": 2, "10-99": 1, "100+": 1}
+    stats = json.loads(json.dumps({"cluster_size_histogram": hist}, sort_keys=True))  # as a manifest holds it
+    (table,) = [t for t in dedup_report_rows(stats) if t[0] == "Cluster sizes"]
+    assert [row[0] for row in table[2]] == ["2", "3", "4", "5-9", "10-99", "100+"]

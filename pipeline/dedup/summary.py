@@ -56,7 +56,9 @@ def dedup_report_rows(stats: dict[str, Any]) -> list[tuple[str, list[str], list[
         tables.append(("LSH parameters", ["parameter", "value"], [[k, v] for k, v in lsh.items()]))
     hist = stats.get("cluster_size_histogram") or {}
     if hist:
-        tables.append(("Cluster sizes", ["cluster size", "clusters"], [[k, v] for k, v in hist.items()]))
+        # numeric order of the buckets ("2", "3", ..., "10-99", "100+"): a manifest's keys come back sorted as text
+        order = sorted(hist, key=lambda k: int(k.rstrip("+").split("-")[0]))
+        tables.append(("Cluster sizes", ["cluster size", "clusters"], [[k, hist[k]] for k in order]))
     by_source = stats.get("removed_by_source") or {}
     if by_source:
         rows = [
