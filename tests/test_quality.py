@@ -91,11 +91,11 @@ def test_perplexity_buckets_and_keep(tmp_path: Path) -> None:
     assert builtin.kept.height == 2 and builtin.kept["perplexity"].to_list()[0] < builtin.kept["perplexity"][1]
 
 
-def test_preview_table_counts_docs_and_tokens() -> None:
+def test_preview_table_counts_docs_and_words() -> None:
     docs = pl.DataFrame({"source": ["web", "web", "book"], "text": ["a b", "c d e", "f"], "s": [1.0, 3.0, None]})
     t = preview_table(docs, "s", ">", [2.0, 0.5])
     web = t.filter(pl.col("source") == "web").sort("threshold")
-    assert web["docs_removed"].to_list() == [2, 1] and web["tokens_removed"].to_list() == [5, 3]
+    assert web["docs_removed"].to_list() == [2, 1] and web["words_removed"].to_list() == [5, 3]
     assert t.filter(pl.col("source") == "book")["docs_removed"].to_list() == [0, 0]
 
 

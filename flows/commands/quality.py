@@ -27,16 +27,16 @@ def _rule_for(stat: str) -> dict[str, Any] | None:
 
 
 def preview_table(docs: pl.DataFrame, stat: str, op: str, thresholds: list[float]) -> pl.DataFrame:
-    """Per source and candidate threshold: documents and tokens (whitespace words) that would go."""
+    """Per source and candidate threshold: documents and whitespace-separated words that would go."""
     import polars as pl
 
-    tokens = pl.col("text").fill_null("").str.count_matches(r"\S+")
-    d = docs.select("source", pl.col(stat).cast(pl.Float64).alias("v"), tokens.alias("tok"))
+    words = pl.col("text").fill_null("").str.count_matches(r"\S+")
+    d = docs.select("source", pl.col(stat).cast(pl.Float64).alias("v"), words.alias("w"))
     rows = []
     for src in sorted(d["source"].unique().drop_nulls().to_list()):
         s = d.filter(pl.col("source") == src)
         judged = s.filter(pl.col("v").is_not_null())
-        n_docs, n_tok = s.height, int(s["tok"].sum())
+        n_docs, n_words = s.height, int(s["w"].sum())
         for t in thresholds:
             removed = pl.col("v") < t if op == "<" else (pl.col("v") <= t if op == "<=" else pl.col("v") > t)
             if op == ">=":
@@ -49,9 +49,9 @@ def preview_table(docs: pl.DataFrame, stat: str, op: str, thresholds: list[float
                     "docs": n_docs,
                     "docs_removed": gone.height,
                     "docs_removed_frac": gone.height / max(n_docs, 1),
-                    "tokens": n_tok,
-                    "tokens_removed": int(gone["tok"].sum()),
-                    "tokens_removed_frac": int(gone["tok"].sum()) / max(n_tok, 1),
+                    "words": n_words,
+                    "words_removed": int(gone["w"].sum()),
+                    "words_removed_frac": int(gone["w"].sum()) / max(n_words, 1),
                 }
             )
     return pl.DataFrame(rows)
@@ -65,7 +65,7 @@ def register(app: typer.Typer) -> None:
         at: Annotated[str | None, typer.Option("--at", help="comma-separated thresholds to try")] = None,
         op: Annotated[str | None, typer.Option("--op", help="'<', '<=', '>' or '>=': which side is dropped")] = None,
     ) -> None:
-        """Print, per source, how many documents and tokens each candidate threshold would remove.
+        """Print, per source, how many documents and words each candidate threshold would remove.
 
         The statistic is read from the kept documents; a statistic the run did not compute (its rule
         family was off) is computed now with the published defaults."""
@@ -107,7 +107,7 @@ def register(app: typer.Typer) -> None:
             thresholds = sorted({round(float(v.quantile(q, "nearest")), 6) for q in qs}) if len(v) else []
         table = preview_table(docs, stat, direction, thresholds)
         out = Table(title=f"{stat}: documents dropped where value {direction} threshold ({run_dir})")
-        for col in ("source", "threshold", "docs removed", "% docs", "tokens removed", "% tokens"):
+        for col in ("source", "threshold", "docs removed", "% docs", "words removed", "% words"):
             out.add_column(col, justify="right" if col != "source" else "left")
         for r in table.iter_rows(named=True):
             out.add_row(
@@ -115,8 +115,8 @@ def register(app: typer.Typer) -> None:
                 f"{r['threshold']:g}",
                 f"{r['docs_removed']:,} / {r['docs']:,}",
                 f"{100 * r['docs_removed_frac']:.1f}",
-                f"{r['tokens_removed']:,} / {r['tokens']:,}",
-                f"{100 * r['tokens_removed_frac']:.1f}",
+                f"{r['words_removed']:,} / {r['words']:,}",
+                f"{100 * r['words_removed_frac']:.1f}",
             )
         console.print(out)
 
