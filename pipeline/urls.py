@@ -102,7 +102,11 @@ def _domain_of_host(host: str) -> str | None:
     ext = _extractor()(host)
     if ext.domain and ext.suffix:
         return f"{ext.domain}.{ext.suffix}"
-    return ext.domain or None
+    # No public-suffix rule matches (a reserved name such as .example, .test, .localhost, .invalid, or an
+    # unknown TLD): the list's default rule "*" makes the last label the suffix, so a.example and b.example
+    # are two domains, not one called "example".
+    labels = [part for part in host.split(".") if part]
+    return ".".join(labels[-2:]) or None
 
 
 def registered_domain(url: str | None) -> str | None:

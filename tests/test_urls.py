@@ -19,6 +19,12 @@ from pipeline.urls import normalize_url, registered_domain
         ("http://bücher.ch/ä", "http://xn--bcher-kva.ch/%C3%A4", "xn--bcher-kva.ch"),
         ("http://192.168.0.1/x", "http://192.168.0.1/x", "192.168.0.1"),
         ("https://foo.github.io/p", "https://foo.github.io/p", "foo.github.io"),  # private suffix
+        # reserved names (RFC 2606/6761) are in no suffix rule: the list's default rule "*" applies
+        ("http://www.a.example/x", "http://www.a.example/x", "a.example"),
+        ("http://b.example/", "http://b.example/", "b.example"),
+        ("http://svc.test/", "http://svc.test/", "svc.test"),
+        ("http://app.localhost:3000/", "http://app.localhost:3000/", "app.localhost"),
+        ("http://intranet/", "http://intranet/", "intranet"),
         ("file:///notes.txt", "file:///notes.txt", None),
         ("", None, None),
         (None, None, None),
