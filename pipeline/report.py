@@ -173,9 +173,9 @@ def _dedup_section(
         return None
     sec = Section("Duplicate clusters")
     stats = stage.get("stats") or {}
-    sec.text(
-        f"{stats.get('clusters', 0)} clusters; removed by reason: {json.dumps(stats.get('removed_by_reason', {}))}"
-    )
+    by_reason = stats.get("removed_by_reason") or {}
+    removed = ", ".join(f"{n:,} {reason.replace('_', ' ')}" for reason, n in sorted(by_reason.items())) or "none"
+    sec.text(f"{stats.get('clusters', 0):,} clusters; documents removed: {removed}.")
     for title, headers, rows in dedup_report_rows(stats):
         sec.text(title)
         sec.table(headers, rows)
