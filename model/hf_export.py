@@ -85,6 +85,10 @@ def export_hf(model_dir: Path, out_dir: Path, tokenizer: Path | None = None) -> 
             "model_max_length": cfg.max_seq_len,
             "add_bos_token": True,
             "add_eos_token": False,
+            # The run's tokenizer adds no dummy-prefix space (pipeline.tokenizer.training): without these two,
+            # transformers' Llama tokenizers prepend one, and "The garden" encodes differently from the run.
+            "add_prefix_space": False,
+            "legacy": False,
         }
         (out_dir / "tokenizer_config.json").write_text(json.dumps(tok_cfg, indent=2) + "\n")
     return out_dir
