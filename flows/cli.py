@@ -233,7 +233,7 @@ def recipes() -> None:
 
 @app.command("show-recipe")
 def show_recipe(recipe: str) -> None:
-    """Print a recipe with every parameter, defaults filled in."""
+    """Print a recipe with every parameter, defaults filled in (a valid recipe file: save it and edit it)."""
     import yaml
 
     from flows.recipe import RecipeError, load_recipe
@@ -242,7 +242,7 @@ def show_recipe(recipe: str) -> None:
         rec = load_recipe(recipe)
     except RecipeError as err:
         fail(str(err))
-    print(yaml.safe_dump(rec.as_dict(), sort_keys=False))
+    print(yaml.safe_dump(rec.as_recipe_file(), sort_keys=False, allow_unicode=True))
 
 
 register_all(app)

@@ -81,6 +81,16 @@ class Recipe(BaseModel):
         }
 
 
+    def as_recipe_file(self) -> dict[str, Any]:
+        """The recipe in the form a recipe file takes (stages as one-key mappings), every parameter written
+        out: ``parse_recipe`` of it gives this recipe back, so ``show-recipe`` output is a valid recipe."""
+        data: dict[str, Any] = {"name": self.name, "description": self.description}
+        if self.seed is not None:
+            data["seed"] = self.seed
+        data["stages"] = [{s.name: s.config.model_dump(mode="json")} for s in self.stages]
+        return data
+
+
 def describe_errors(err: ValidationError, prefix: str = "") -> list[str]:
     """One ``prefix.key.path: message (got value)`` line per error of ``err``."""
     out = []

@@ -88,3 +88,18 @@ def test_cli_missing_input_exits_2(tmp_path):
     assert proc.returncode == 2
     assert "missing" in proc.stderr
     assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize("name", builtin_recipes())
+def test_show_recipe_output_is_a_valid_recipe_that_round_trips(name: str) -> None:
+    import yaml
+    from typer.testing import CliRunner
+
+    from flows.cli import app
+
+    result = CliRunner().invoke(app, ["show-recipe", name])
+    assert result.exit_code == 0, result.output
+    again = parse_recipe(yaml.safe_load(result.output))
+    original = load_recipe(name)
+    assert [(s.name, s.config) for s in again.stages] == [(s.name, s.config) for s in original.stages]
+    assert (again.name, again.description, again.seed) == (original.name, original.description, original.seed)
