@@ -89,9 +89,12 @@ def _print_version(value: bool) -> None:
 
 @app.callback()
 def _options(
-    version: bool = typer.Option(
-        False, "--version", callback=_print_version, is_eager=True, help="Print the version and code fingerprint."
-    ),
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_print_version, is_eager=True, help="Print the version and code fingerprint."
+        ),
+    ] = False,
 ) -> None:
     """Refinery: curate text corpora for LLM pretraining."""
 
@@ -243,6 +246,44 @@ def show_recipe(recipe: str) -> None:
     except RecipeError as err:
         fail(str(err))
     print(yaml.safe_dump(rec.as_recipe_file(), sort_keys=False, allow_unicode=True))
+
+
+@app.command("explain")
+def explain_stage(stage: Annotated[str, typer.Argument(help="A stage name, as in `refinery recipes`.")]) -> None:
+    """Every parameter of a stage: type, default, bounds and what it does."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from flows.recipe_schema import explain
+    from flows.stages import STAGES
+
+    if stage not in STAGES:
+        fail(f"unknown stage {stage!r}; stages: {', '.join(STAGES)}")
+    table = Table(title=f"stage {stage}", show_lines=False)
+    for column in ("parameter", "type", "default", "bounds", "description"):
+        table.add_column(column, overflow="fold")
+    for row in explain(stage):
+        table.add_row(*(row[c] for c in ("parameter", "type", "default", "bounds", "description")))
+    Console().print(table)
+
+
+@app.command("schema")
+def recipe_schema(
+    out: Annotated[Path | None, typer.Option(help="Write the schema to this file instead of printing it.")] = None,
+) -> None:
+    """The JSON Schema of recipe files, for editors (e.g. yaml-language-server's `$schema`)."""
+    import json
+
+    from flows.recipe_schema import recipe_json_schema
+
+    text = json.dumps(recipe_json_schema(), indent=2) + "\n"
+    if out is None:
+        print(text, end="")
+        return
+    try:
+        out.write_text(text)
+    except OSError as err:
+        fail(f"cannot write {out}: {err.strerror or err}")
 
 
 register_all(app)

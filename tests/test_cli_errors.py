@@ -99,6 +99,8 @@ CASES: dict[str, list[tuple[list[str], str]]] = {
         (["--input", "{data}", "--out", "{data}/out"], "inside the input"),
     ],
     "recipes": [(["extra"], "unexpected extra argument")],
+    "explain": [(["nosuchstage"], "unknown stage 'nosuchstage'"), (["dedup", "extra"], "unexpected extra argument")],
+    "schema": [(["--out", "{tmp}"], "cannot write"), (["--out", "{file}/schema.json"], "cannot write")],
     "show-recipe": [
         (["no-such-recipe"], "neither a file nor a built-in recipe"),
         (["{bad_yaml}"], "not valid YAML"),
