@@ -115,6 +115,10 @@ class RichProgress(progress_mod.Progress):
         if stage in self.ids:
             self.bar.advance(self.ids[stage], n)
 
+    def describe(self, stage: str, text: str) -> None:
+        if stage in self.ids:
+            self.bar.update(self.ids[stage], description=text)
+
     def finish(self, stage: str, summary: dict[str, Any]) -> None:
         if stage in self.ids:
             self.bar.update(
@@ -169,7 +173,14 @@ def run(
         api.abandon()
         fail(str(err))
     from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
 
     from flows.curate import curate
     from flows.run_folder import RunFolderError
@@ -182,6 +193,7 @@ def run(
         BarColumn(),
         MofNCompleteColumn(),
         TimeElapsedColumn(),
+        TimeRemainingColumn(),  # an ETA, for training above all
         console=console,
         transient=False,
     )

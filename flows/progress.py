@@ -12,6 +12,9 @@ class Progress:
 
     def advance(self, stage: str, n: int = 1) -> None: ...
 
+    def describe(self, stage: str, text: str) -> None:
+        """Show ``text`` as the stage's line while it runs (training: loss and tokens/s)."""
+
     def finish(self, stage: str, summary: dict[str, Any]) -> None: ...
 
 
