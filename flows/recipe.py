@@ -80,7 +80,6 @@ class Recipe(BaseModel):
             ],
         }
 
-
     def as_recipe_file(self) -> dict[str, Any]:
         """The recipe in the form a recipe file takes (stages as one-key mappings), every parameter written
         out: ``parse_recipe`` of it gives this recipe back, so ``show-recipe`` output is a valid recipe."""
