@@ -21,7 +21,7 @@ from prefect import task
 from prefect.tasks import exponential_backoff
 
 from flows.cache import WorkUnit, file_fingerprint, make_key, unit_code
-from flows.progress import progress
+from flows.progress import TrainingProgress, progress, training_line
 from flows.stages import STAGES
 from pipeline.schema import REJECTED_SCHEMA, empty_rejected
 
@@ -464,38 +464,6 @@ def train_task(params: dict[str, Any], data_dir: str, data_keys: list[str], cach
         }
 
     return run_unit(cache_dir, "train", key, -1, compute)
-
-
-def training_line(record: dict[str, Any]) -> str:
-    """A training step as one progress line: loss and throughput."""
-    return f"train: loss {record['loss']:.3f}, {record.get('tokens_per_s', 0):,.0f} tok/s"
-
-
-class TrainingProgress:
-    """Training's progress as a Prefect progress artifact (percent done, loss, tokens/s), updated about 20
-    times a run; nothing outside a Prefect task run, and a failed update never stops training."""
-
-    def __init__(self, steps: int) -> None:
-        self.steps, self.every, self.id = steps, max(1, steps // 20), None
-        try:
-            from prefect.artifacts import create_progress_artifact
-            from prefect.context import TaskRunContext
-
-            if TaskRunContext.get() is not None:
-                self.id = create_progress_artifact(progress=0.0, description="training: starting")
-        except Exception:  # noqa: BLE001 - the UI view is optional; the run's files are the record
-            self.id = None
-
-    def update(self, record: dict[str, Any]) -> None:
-        step = int(record["step"])
-        if self.id is None or (step % self.every and step != self.steps):
-            return
-        try:
-            from prefect.artifacts import update_progress_artifact
-
-            update_progress_artifact(self.id, progress=100.0 * step / self.steps, description=training_line(record))
-        except Exception:  # noqa: BLE001 - as above
-            self.id = None
 
 
 def write_json(path: Path, data: Any) -> None:
