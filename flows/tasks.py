@@ -6,6 +6,7 @@ place a unit is looked up, computed into a staging folder and committed.
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import shutil
@@ -305,8 +306,11 @@ def dedup_clusters(params: dict[str, Any], sig_refs: list[UnitRef], cache_dir: s
 
 
 def _rows_digest(frame: pl.DataFrame) -> str:
-    """A content hash of a small frame's rows, in id order."""
-    return xxhash.xxh3_128_hexdigest(json.dumps(frame.sort("id").rows(), default=str).encode())
+    """A content hash of a frame's rows in id order, columnar (Arrow IPC bytes, no Python row objects: a
+    shard's split rows number as many as its documents, and every rerun hashes them)."""
+    buf = io.BytesIO()
+    frame.sort("id").write_ipc(buf, compression="uncompressed")
+    return xxhash.xxh3_128_hexdigest(buf.getvalue())
 
 
 @task(name="dedup-apply", task_run_name="dedup-{index}", **TASK_OPTS)

@@ -349,3 +349,11 @@ def test_appending_to_a_big_jsonl_file_recomputes_only_its_last_parts(tmp_path: 
     for stage in ("ingest", "normalize"):
         hit, n = again[stage]
         assert n - hit <= 2 and hit >= n - 2 >= 3, (stage, again)
+
+
+def test_a_shards_rows_digest_ignores_row_order_and_sees_every_value() -> None:
+    from flows.tasks import _rows_digest
+
+    rows = pl.DataFrame({"id": ["b", "a", "c"], "split": ["train", "val", "train"]})
+    assert _rows_digest(rows) == _rows_digest(rows.reverse())
+    assert _rows_digest(rows) != _rows_digest(rows.with_columns(pl.lit("train").alias("split")))
