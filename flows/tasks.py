@@ -6,7 +6,6 @@ place a unit is looked up, computed into a staging folder and committed.
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import shutil
@@ -306,11 +305,11 @@ def dedup_clusters(params: dict[str, Any], sig_refs: list[UnitRef], cache_dir: s
 
 
 def _rows_digest(frame: pl.DataFrame) -> str:
-    """A content hash of a frame's rows in id order, columnar (Arrow IPC bytes, no Python row objects: a
-    shard's split rows number as many as its documents, and every rerun hashes them)."""
-    buf = io.BytesIO()
-    frame.sort("id").write_ipc(buf, compression="uncompressed")
-    return xxhash.xxh3_128_hexdigest(buf.getvalue())
+    """A content hash of a frame's rows in id order, columnar (no Python row objects: a shard's split rows
+    number as many as its documents, and every rerun hashes them). Polars' row hash depends on the values,
+    not on how the frame's memory is laid out; a polars upgrade may change it, and then recomputes once."""
+    hashes = frame.sort("id").hash_rows(seed=0)
+    return xxhash.xxh3_128_hexdigest(hashes.to_numpy().tobytes() + str(frame.schema).encode())
 
 
 @task(name="dedup-apply", task_run_name="dedup-{index}", **TASK_OPTS)
